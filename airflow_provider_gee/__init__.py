@@ -1,0 +1,32 @@
+"""Apache Airflow provider for Google Earth Engine: tiled exports in a bounded pool, deferrable
+waits, verified harvesting from Drive and Cloud Storage, and safe asset housekeeping."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def get_provider_info() -> dict:
+    """Provider metadata read by Airflow's ProvidersManager (``airflow providers list``)."""
+    return {
+        "package-name": "airflow-provider-gee",
+        "name": "Google Earth Engine",
+        "description": "Run Google Earth Engine exports as bounded, resumable Airflow tasks.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Google Earth Engine",
+                "external-doc-url": "https://developers.google.com/earth-engine",
+                "tags": ["gcp"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Google Earth Engine",
+                "python-modules": [
+                    "airflow_provider_gee.hooks.earth_engine",
+                    "airflow_provider_gee.hooks.drive",
+                ],
+            }
+        ],
+    }

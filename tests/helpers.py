@@ -1,0 +1,31 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_provider_gee.emulator import EmulatorServer
+
+
+def admin(emu: EmulatorServer, path: str, body: Any = None, method: str = "POST") -> Any:
+    """Call one of the emulator's ``/_emulator/`` routes."""
+    resp = requests.request(method, f"{emu.url}/_emulator/{path}", json=body, timeout=30)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,78 @@
+"""The ``gee-emulator`` command as a user runs it: a separate process on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+
+def start(*args: str, state_dir=None) -> tuple[subprocess.Popen, str, list[str]]:
+    cmd = [sys.executable, "-m", "airflow_provider_gee.emulator", "--port", "0", *args]
+    if state_dir:
+        cmd += ["--state-dir", str(state_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline().strip()
+    assert first.startswith("listening on http://127.0.0.1:"), first
+    extra = [proc.stdout.readline().strip()] if "--print-connection" in args else []
+    return proc, first.removeprefix("listening on "), extra
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_prints_its_url_and_a_ready_connection():
+    proc, url, extra = start("--print-connection", "--project", "my-ee-project")
+    try:
+        assert requests.get(f"{url}/_emulator/health", timeout=5).json()["status"] == "ok"
+        conn = json.loads(extra[0])
+        assert conn["conn_type"] == "google_cloud_platform"
+        assert conn["extra"]["api_url"] == url and conn["extra"]["project"] == "my-ee-project"
+        key = json.loads(conn["extra"]["keyfile_dict"])
+        assert key["token_uri"] == f"{url}/token" and key["type"] == "service_account"
+    finally:
+        stop(proc)
+
+
+def test_refuses_a_non_loopback_host():
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_gee.emulator", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "loopback only" in result.stderr
+
+
+def test_state_dir_keeps_assets_and_drive_files_across_a_restart(tmp_path):
+    proc, url, _ = start(state_dir=tmp_path)
+    try:
+        requests.post(
+            f"{url}/_emulator/assets",
+            json={"name": "projects/gee-emulator/assets/keep", "type": "FOLDER"},
+            timeout=5,
+        ).raise_for_status()
+        seeded = requests.post(
+            f"{url}/_emulator/drive/files", json={"folder": "f", "name": "a.bin", "size": 100}, timeout=5
+        ).json()
+    finally:
+        stop(proc)
+    proc, url, _ = start(state_dir=tmp_path)
+    try:
+        stats = requests.get(f"{url}/_emulator/stats", timeout=5).json()
+        assert stats["assets"] == 1 and stats["drive_files"] == 1
+        meta = requests.get(f"{url}/drive/v3/files/{seeded['id']}", timeout=5).json()
+        assert meta["md5Checksum"] == seeded["md5Checksum"]
+    finally:
+        stop(proc)
+    assert os.path.exists(tmp_path / "state.json")
