@@ -29,4 +29,10 @@ def get_provider_info() -> dict:
                 ],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Google Earth Engine",
+                "python-modules": ["airflow_provider_gee.operators.tiling"],
+            }
+        ],
     }

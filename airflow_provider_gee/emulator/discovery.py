@@ -91,6 +91,15 @@ _METHODS: list[tuple[str, str, str, str, dict[str, Any], str | None, str]] = [
         "ListAssetsResponse",
     ),
     (
+        "projects.assets",
+        "listFeatures",
+        "GET",
+        "v1/{+parent}:listFeatures",
+        {**_path("parent", _ASSET), **_PAGING, "region": _STR, "filter": _STR},
+        None,
+        "ListFeaturesResponse",
+    ),
+    (
         "projects.image",
         "export",
         "POST",
@@ -152,6 +161,7 @@ _OBJECT_SCHEMAS = [
     "ComputeValueResponse",
     "CancelOperationRequest",
     "EarthEngineAlgorithm",
+    "Feature",
 ]
 
 
@@ -188,6 +198,7 @@ def discovery_document(root_url: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {n: {"id": n, "type": "object", "properties": {}} for n in _OBJECT_SCHEMAS}
     schemas["ListAssetsResponse"] = _list_schema("ListAssetsResponse", "assets", "EarthEngineAsset")
     schemas["ListOperationsResponse"] = _list_schema("ListOperationsResponse", "operations", "Operation")
+    schemas["ListFeaturesResponse"] = _list_schema("ListFeaturesResponse", "features", "Feature")
     schemas["ListAlgorithmsResponse"] = _list_schema("ListAlgorithmsResponse", "algorithms", "EarthEngineAlgorithm")
     global_params = {
         name: {"type": "string", "location": "query"}

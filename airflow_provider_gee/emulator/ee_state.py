@@ -470,6 +470,13 @@ class EarthEngineState:
             kids = [a for n, a in self.assets.items() if n.startswith(prefix) and "/" not in n[len(prefix) :]]
         return [self._asset_resource(a) for a in sorted(kids, key=lambda a: a["name"])]
 
+    def table_features(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            asset = self.assets.get(name)
+        if asset is None or asset["type"] != "TABLE":
+            raise ApiError(404, f"Table asset '{name}' does not exist or caller does not have access.", "NOT_FOUND")
+        return [{"type": "Feature", "id": str(i), **f} for i, f in enumerate(asset["_features"])]
+
     def delete_asset(self, name: str) -> None:
         with self.lock:
             self.get_asset(name)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from pyproj import Transformer
 from shapely.geometry import mapping, shape
 
 METRES_PER_DEGREE = 111319.49079327357  # EE's scale for EPSG:4326 at the equator
@@ -136,18 +137,28 @@ def _geometry(kind: str) -> Callable[..., Geometry]:
         evenOdd: Any = None,
         **_: Any,
     ) -> Geometry:
-        if crs not in (None, "EPSG:4326"):
-            raise EvaluationError(f"GeometryConstructors.{kind}: only EPSG:4326 is supported, got {crs!r}.")
         coords = coordinates
         if kind == "Rectangle":
             flat = np.asarray(coords, dtype=float).ravel()
             if flat.size != 4:
                 raise EvaluationError("GeometryConstructors.Rectangle: expected 2 corner points.")
-            return Geometry(shapely.box(*flat))
-        try:
-            geom = shape({"type": kind, "coordinates": coords})
-        except Exception as exc:  # shapely raises several types for malformed input
-            raise EvaluationError(f"GeometryConstructors.{kind}: invalid coordinates ({exc}).") from exc
+            geom = shapely.box(*flat)
+        else:
+            try:
+                geom = shape({"type": kind, "coordinates": coords})
+            except Exception as exc:  # shapely raises several types for malformed input
+                raise EvaluationError(f"GeometryConstructors.{kind}: invalid coordinates ({exc}).") from exc
+        code = crs.get("crs") if isinstance(crs, dict) else crs
+        if code not in (None, "EPSG:4326"):
+            try:
+                to_wgs84 = Transformer.from_crs(str(code), "EPSG:4326", always_xy=True)
+            except Exception as exc:
+                raise EvaluationError(f"GeometryConstructors.{kind}: unknown projection {code!r}.") from exc
+            # densify first: straight edges in a projected CRS are curves in lon/lat
+            geom = shapely.transform(
+                shapely.segmentize(geom, max(geom.length, 1.0) / 64),
+                lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])),
+            )
         return Geometry(geom)
 
     return build

@@ -413,6 +413,16 @@ def _list_children(h: _RequestHandler, parent: str) -> None:
     h.send_json(200, out)
 
 
+@route("GET", _P + r"/assets/(?P<path>.+):listFeatures", "ee.assets.listFeatures")
+def _assets_list_features(h: _RequestHandler, m: re.Match[str]) -> None:
+    features = h.emu.ee.table_features(f"projects/{m['project']}/assets/{m['path']}")
+    chunk, token = _page(features, h.query, 1000, 10000)
+    out: dict[str, Any] = {"type": "FeatureCollection", "features": chunk}
+    if token:
+        out["nextPageToken"] = token
+    h.send_json(200, out)
+
+
 @route("POST", _P + r"/assets", "ee.assets.create")
 def _assets_create(h: _RequestHandler, m: re.Match[str]) -> None:
     overwrite = h.query.get("overwrite", "").lower() == "true"

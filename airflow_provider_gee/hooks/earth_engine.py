@@ -292,6 +292,18 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
                     break
                 params = {"pageSize": page_size, "pageToken": token}
 
+    def list_features(self, table_id: str, *, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+        """The features of a table asset as GeoJSON dicts, page by page (no ``ee`` needed)."""
+        params: dict[str, Any] = {"pageSize": page_size}
+        name = self.asset_name(table_id)
+        while True:
+            page = self.request("GET", f"{name}:listFeatures", params=params)
+            yield from page.get("features", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return
+            params = {"pageSize": page_size, "pageToken": token}
+
     def copy_asset(self, source_id: str, destination_id: str, *, overwrite: bool = False) -> dict[str, Any]:
         """Copy one asset; returns the new asset."""
         return self.request(
