@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 
-# Before anything imports airflow: a private AIRFLOW_HOME, and loopback never through a proxy.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="gee-test-airflow-"))
+# Before anything imports airflow: a private AIRFLOW_HOME and DAG folder, and loopback never
+# through a proxy.
+_HOME = tempfile.mkdtemp(prefix="gee-test-airflow-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_HOME, "dags")
+os.makedirs(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], exist_ok=True)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_provider_gee.emulator import EmulatorConfig, EmulatorServer
+from airflow_provider_gee.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
 TEST_PROJECT = "gee-test-project"
 
@@ -40,3 +44,13 @@ def gee_conn(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> str:
     conn["extra"]["retry_initial_seconds"] = 0.01
     monkeypatch.setenv("AIRFLOW_CONN_GEE_TEST", json.dumps(conn))
     return "gee_test"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated metadata database (SQLite in the test AIRFLOW_HOME), made once per session."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300)
+    return _HOME

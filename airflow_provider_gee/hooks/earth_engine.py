@@ -13,18 +13,25 @@ Two halves, on purpose:
 from __future__ import annotations
 
 import fnmatch
+import json as json_module
 import threading
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any, Literal
 
+import aiohttp
 import requests
-from airflow.providers.google.common.hooks.base_google import GoogleBaseHook, is_valid_gcp_project_id
+from airflow.providers.google.common.hooks.base_google import (
+    GoogleBaseAsyncHook,
+    GoogleBaseHook,
+    is_valid_gcp_project_id,
+)
+from asgiref.sync import sync_to_async
 from google.auth.transport.requests import AuthorizedSession
 
 from airflow_provider_gee.exceptions import EarthEngineError, GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
-from airflow_provider_gee.retry import call_with_retry
+from airflow_provider_gee.retry import RetryPolicy, async_call_with_retry, call_with_retry
 
 ExportKind = Literal["image", "table"]
 Destination = Literal["drive", "asset", "gcs"]
@@ -345,3 +352,60 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
                 url=None if self.uses_google else self.api_url,
             )
             _ee_initialized_for = key
+
+
+class EarthEngineAsyncHook(GoogleBaseAsyncHook):
+    """The asyncio side of :class:`EarthEngineHook`, for triggers: plain REST over aiohttp with
+    the connection's (refreshed) bearer token, never ``ee.Initialize`` (``ee`` is process-global,
+    and one triggerer serves many connections).
+
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    """
+
+    sync_hook_class = EarthEngineHook
+
+    def __init__(
+        self,
+        gcp_conn_id: str = GoogleBaseHook.default_conn_name,
+        impersonation_chain: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain, **kwargs)
+        self._token: Any = None
+        self._settings: tuple[str, str, RetryPolicy] | None = None
+
+    async def settings(self) -> tuple[str, str, RetryPolicy]:
+        """(api_url, project, retry policy) of the connection, read once."""
+        if self._settings is None:
+            hook: EarthEngineHook = await self.get_sync_hook()
+            self._settings = await sync_to_async(lambda: (hook.api_url, hook.project, hook.retry_policy))()
+        return self._settings
+
+    async def request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        """The asyncio twin of :meth:`EarthEngineHook.request` (same retries, same errors)."""
+        api_url, _, policy = await self.settings()
+        if self._token is None:
+            self._token = await self.get_token(session=session)
+        url = f"{api_url}/v1/{path}"
+
+        async def once() -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {await self._token.get()}"}
+            try:
+                async with session.request(method, url, params=params, json=json, headers=headers) as resp:
+                    body = await resp.read()
+                    if resp.status >= 400:
+                        raise EarthEngineError.from_response(resp.status, body)
+                    return json_module.loads(body) if body else {}
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                raise EarthEngineError(f"{method} {url} could not complete: {exc!r}", retryable=True) from exc
+
+        return await async_call_with_retry(once, policy, f"{method} {path}")

@@ -1,0 +1,400 @@
+"""GeeExportOperator: one EE export per task instance, waited for in the same task instance.
+
+Submitting and waiting in ONE task instance that defers keeps one slot of the ``gee_tasks`` pool
+(created with ``include_deferred``) for the whole life of one EE task: the pool is the notebook's
+old ``maxTasks``. A separate export task and sensor would free the slot in between.
+
+Retries never duplicate an EE task: the ``requestId`` is derived from the task instance, and the
+operation (with its request generation) is kept in Airflow 3.3's task state store through
+``ResumableJobMixin``. A retry re-attaches to a running operation, returns a SUCCEEDED one without
+submitting, and submits a new one (next generation) only after FAILED/CANCELLED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context, ResumableJobMixin
+
+from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
+from airflow_provider_gee.hooks.earth_engine import (
+    ACTIVE_STATES,
+    DESTINATIONS,
+    EXPORT_KINDS,
+    TERMINAL_STATES,
+    EarthEngineHook,
+)
+from airflow_provider_gee.links import (
+    DriveFolderLink,
+    EarthEngineAssetLink,
+    EarthEngineTaskLink,
+    asset_url,
+    drive_folder_id,
+    drive_folder_url,
+    task_url,
+)
+from airflow_provider_gee.triggers.task import GeeTaskTrigger, summarize
+
+_REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
+_DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
+MAX_DESCRIPTION = 100
+
+
+def sanitize_description(text: str) -> str:
+    """A description EE accepts: only ``A-Za-z0-9.,:;_-`` and at most 100 characters. A shortened
+    description keeps a hash of the whole, so two long descriptions stay distinct."""
+    clean = _DESCRIPTION_BAD.sub("_", text)
+    if len(clean) <= MAX_DESCRIPTION:
+        return clean
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{clean[: MAX_DESCRIPTION - 9]}-{digest}"
+
+
+def request_id(dag_id: str, task_id: str, run_id: str, map_index: int, generation: int) -> str:
+    """EE's ``requestId`` for one task instance and generation (``[A-Za-z0-9-]``, 39 characters)."""
+    base = uuid.uuid5(_REQUEST_NAMESPACE, f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}")
+    return f"{base}-g{generation}"
+
+
+class GeeExportOperator(ResumableJobMixin, BaseOperator):
+    """Export one EE image or table (typically one tile) and wait until the EE task ends.
+
+    :param tile: the tile dict (from ``grid_tiles``/``chunk_points``) this instance exports; its
+        geometry is the default export region and its ``tile_id`` names the outputs. Map over it
+        with ``.expand(tile=...)``.
+    :param build: ``build(tile, context)`` returning the ``ee.Image`` or ``ee.FeatureCollection`` to
+        export (``context["data_interval_start"]`` etc. for time series). Called only when a new EE
+        task must be submitted.
+    :param asset: instead of ``build``, an EE asset id to export as it is.
+    :param export_type: ``"image"`` or ``"table"``.
+    :param destination: ``"drive"``, ``"asset"`` or ``"gcs"``.
+    :param folder: Drive folder name (templated).
+    :param bucket: Cloud Storage bucket (templated).
+    :param asset_id: destination asset (templated); relative ids are in the connection's project.
+        With a tile it must contain ``{tile_id}``.
+    :param file_name_prefix: output file prefix (templated; default: the description).
+        ``{tile_id}`` is replaced by the tile's id.
+    :param description: EE task description (templated; ``{tile_id}`` allowed). Default:
+        ``<dag>.<task>.<tile>.<data interval start>``, sanitized to EE's rules.
+    :param region: export region (an ``ee.Geometry`` or GeoJSON); default: the tile's geometry.
+    :param scale: metres per pixel (image exports).
+    :param crs: output CRS (image exports), e.g. ``"EPSG:4326"``.
+    :param crs_transform: output affine transform (image exports).
+    :param max_pixels: EE's ``maxPixels`` guard.
+    :param file_format: e.g. ``"GeoTIFF"``, ``"CSV"``, ``"GeoJSON"``.
+    :param file_dimensions: GeoTIFF parts' size in pixels (int or (width, height)).
+    :param overwrite: overwrite an existing destination asset.
+    :param export_options: further keyword arguments for ``ee.batch.Export.*`` (EE's names).
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    :param deferrable: wait in the triggerer (default) instead of in the worker.
+    :param poll_interval: seconds between status checks.
+    :param wait_timeout: seconds to wait for the EE task before cancelling it and failing.
+    """
+
+    template_fields: Sequence[str] = (
+        "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options",
+    )  # fmt: skip
+    operator_extra_links = (EarthEngineTaskLink(), DriveFolderLink(), EarthEngineAssetLink())
+    external_id_key = "gee_operation"
+    ui_color = "#d6ecd2"
+
+    def __init__(
+        self,
+        *,
+        tile: dict[str, Any] | None = None,
+        build: Callable[[dict[str, Any] | None, Context], Any] | None = None,
+        asset: str | None = None,
+        export_type: str = "image",
+        destination: str = "drive",
+        folder: str | None = None,
+        bucket: str | None = None,
+        asset_id: str | None = None,
+        file_name_prefix: str | None = None,
+        description: str | None = None,
+        region: Any = None,
+        scale: float | None = None,
+        crs: str | None = None,
+        crs_transform: Sequence[float] | None = None,
+        max_pixels: int | None = None,
+        file_format: str | None = None,
+        file_dimensions: int | Sequence[int] | None = None,
+        overwrite: bool = False,
+        export_options: dict[str, Any] | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
+        deferrable: bool = True,
+        poll_interval: float = 10.0,
+        wait_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.tile = tile
+        self.build = build
+        self.asset = asset
+        self.export_type = export_type
+        self.destination = destination
+        self.folder = folder
+        self.bucket = bucket
+        self.asset_id = asset_id
+        self.file_name_prefix = file_name_prefix
+        self.description = description
+        self.region = region
+        self.scale = scale
+        self.crs = crs
+        self.crs_transform = crs_transform
+        self.max_pixels = max_pixels
+        self.file_format = file_format
+        self.file_dimensions = file_dimensions
+        self.overwrite = overwrite
+        self.export_options = export_options
+        self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self._operation: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ configuration
+
+    @cached_property
+    def hook(self) -> EarthEngineHook:
+        return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+
+    @property
+    def tile_id(self) -> str | None:
+        return None if self.tile is None else str(self.tile.get("tile_id"))
+
+    def _fill(self, text: str | None) -> str | None:
+        return None if text is None else text.replace("{tile_id}", self.tile_id or "")
+
+    def validate(self) -> None:
+        """Check the arguments; every error names the argument and the fix (nothing remote yet)."""
+        if self.export_type not in EXPORT_KINDS:
+            raise GeeConfigurationError(f"export_type={self.export_type!r}: use one of {EXPORT_KINDS}.")
+        if self.destination not in DESTINATIONS:
+            raise GeeConfigurationError(f"destination={self.destination!r}: use one of {DESTINATIONS}.")
+        if (self.build is None) == (self.asset is None):
+            raise GeeConfigurationError("Give exactly one of build=callable(tile, context) or asset='asset id'.")
+        if self.build is not None and not callable(self.build):
+            raise GeeConfigurationError(f"build must be callable(tile, context), got {type(self.build).__name__}.")
+        if self.tile is not None and not (isinstance(self.tile, dict) and "tile_id" in self.tile):
+            raise GeeConfigurationError("tile must be a tile dict with 'tile_id' (from grid_tiles or chunk_points).")
+        if self.destination == "asset":
+            if not self.asset_id:
+                raise GeeConfigurationError("destination='asset' needs asset_id='folder/name_{tile_id}'.")
+            if self.tile is not None and "{tile_id}" not in self.asset_id:
+                raise GeeConfigurationError(
+                    f"asset_id={self.asset_id!r} has no '{{tile_id}}': every tile would write the same asset."
+                )
+        if self.destination == "gcs" and not self.bucket:
+            raise GeeConfigurationError("destination='gcs' needs bucket='my-bucket'.")
+        if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale > 0):
+            raise GeeConfigurationError(f"scale must be a positive number of metres, got {self.scale!r}.")
+        if self.export_type == "image" and self.region is None and self.tile is None:
+            raise GeeConfigurationError("An image export needs a region: pass tile=... or region=....")
+        if self.description is not None:
+            raw = self._fill(self.description) or ""
+            if not raw or len(raw) > MAX_DESCRIPTION or _DESCRIPTION_BAD.search(raw):
+                raise GeeConfigurationError(
+                    f"description={raw!r}: EE allows 1-{MAX_DESCRIPTION} characters of A-Z a-z 0-9 . , : ; _ -."
+                )
+
+    def task_description(self, context: Context) -> str:
+        if self.description:
+            return self._fill(self.description) or ""
+        ti = context["ti"]
+        start = context.get("data_interval_start")
+        period = start.strftime("%Y%m%dT%H%M") if start else hashlib.sha1(ti.run_id.encode()).hexdigest()[:10]
+        parts = [ti.dag_id, ti.task_id, self.tile_id or f"m{ti.map_index}", period]
+        return sanitize_description(".".join(p for p in parts if p))
+
+    def _request_id(self, context: Context, generation: int) -> str:
+        ti = context["ti"]
+        return request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation)
+
+    # ------------------------------------------------------------------ Airflow entry points
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self.validate()
+        return self.execute_resumable(context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation."""
+        summaries = list(event.get("operations", {}).values())
+        status = event.get("status")
+        if status == "success" and summaries:
+            return self._result(context, summaries[0])
+        if status == "timeout":
+            name = summaries[0]["name"] if summaries else self._stored_name(context)
+            if name:  # do not leave it running outside the pool's bound
+                self.hook.cancel_operation(name)
+            raise EarthEngineError(f"{event.get('message')}; the EE task was cancelled.")
+        if status == "failed" and summaries:
+            s = summaries[0]
+            raise EarthEngineTaskFailed(
+                s.get("error") or event.get("message", ""), operation=s["name"], state=s["state"]
+            )
+        raise EarthEngineError(event.get("message") or f"Unexpected trigger event {event!r}")
+
+    def on_kill(self) -> None:
+        if self._operation and self._operation.get("state") in ACTIVE_STATES:
+            self.log.info("Cancelling EE task %s", self._operation["name"])
+            self.hook.cancel_operation(self._operation["name"])
+
+    # ------------------------------------------------------------------ ResumableJobMixin
+
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        store = context.get("task_state_store")
+        prior = store.get(self.external_id_key) if store is not None else None
+        # The generation follows the stored (failed) operation, so repeated crashes around a
+        # resubmission keep asking EE with the same requestId and get the same new operation.
+        generation = int(prior["generation"]) + 1 if prior else 0
+        rid = self._request_id(context, generation)
+        description = self.task_description(context)
+        self.hook.initialize_ee()
+        ee_object = self._ee_object(context)
+        op = self.hook.start_export(
+            ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
+            **self._export_args(description),
+        )  # fmt: skip
+        self._operation = summarize(op)
+        self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
+        self._persist_links(context, op["name"])
+        return {"operation": op["name"], "generation": generation, "request_id": rid}
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        self._operation = summarize(self.hook.get_operation(external_id["operation"]))
+        self.log.info("Stored EE task %s is %s", external_id["operation"], self._operation["state"])
+        if self._operation["state"] in ACTIVE_STATES:
+            self._persist_links(context, external_id["operation"])
+        return str(self._operation["state"])
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ACTIVE_STATES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "SUCCEEDED"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | None:
+        name = external_id["operation"]
+        if self.deferrable:
+            self.defer(
+                trigger=GeeTaskTrigger(
+                    [name], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
+                    poll_interval=self.poll_interval, timeout=self.wait_timeout, cancel_on_kill=True,
+                ),
+                method_name="execute_complete",
+            )  # fmt: skip
+        deadline = None if self.wait_timeout is None else time.monotonic() + self.wait_timeout
+        while True:
+            op = summarize(self.hook.get_operation(name))
+            if op["state"] != (self._operation or {}).get("state"):
+                self.log.info("EE task %s: %s", name, op["state"])
+            self._operation = op
+            if op["state"] in TERMINAL_STATES:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self.hook.cancel_operation(name)
+                raise EarthEngineError(f"EE task {name} still running after {self.wait_timeout} s; cancelled it.")
+            time.sleep(self.poll_interval)
+        if op["state"] != "SUCCEEDED":
+            raise EarthEngineTaskFailed(op.get("error") or op["state"], operation=name, state=op["state"])
+        return self._result(context, op)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        if not self._operation or self._operation.get("name") != external_id["operation"]:
+            self._operation = summarize(self.hook.get_operation(external_id["operation"]))
+        return self._result(context, self._operation)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _stored_name(self, context: Context) -> str | None:
+        store = context.get("task_state_store")
+        stored = store.get(self.external_id_key) if store is not None else None
+        return stored["operation"] if stored else None
+
+    def _ee_object(self, context: Context) -> Any:
+        import ee
+
+        if self.asset is not None:
+            name = self.hook.asset_name(self.asset)
+            return ee.Image(name) if self.export_type == "image" else ee.FeatureCollection(name)
+        obj = self.build(self.tile, context)  # type: ignore[misc]
+        expected = ee.Image if self.export_type == "image" else ee.FeatureCollection
+        if not isinstance(obj, expected):
+            raise GeeConfigurationError(
+                f"build returned {type(obj).__name__}; export_type={self.export_type!r} needs an {expected.__name__}."
+            )
+        return obj
+
+    def _export_args(self, description: str) -> dict[str, Any]:
+        import ee
+
+        args: dict[str, Any] = {"description": description}
+        if self.destination == "asset":
+            args["assetId"] = self._fill(self.asset_id)
+            args["overwrite"] = self.overwrite
+        else:
+            args["fileNamePrefix"] = self._fill(self.file_name_prefix) or description
+            if self.destination == "drive" and self.folder:
+                args["folder"] = self.folder
+            if self.destination == "gcs":
+                args["bucket"] = self.bucket
+            if self.file_format:
+                args["fileFormat"] = self.file_format
+        if self.export_type == "image":
+            region = self.region if self.region is not None else self.tile["geometry"]  # type: ignore[index]
+            args["region"] = region if isinstance(region, ee.Geometry) else ee.Geometry(region, None, False)
+            for key, value in (("scale", self.scale), ("crs", self.crs), ("crsTransform", self.crs_transform),
+                               ("maxPixels", self.max_pixels)):  # fmt: skip
+                if value is not None:
+                    args[key] = value
+            if self.file_dimensions is not None and self.destination != "asset":
+                args["fileDimensions"] = self.file_dimensions
+        args.update(self.export_options or {})
+        return args
+
+    def _persist_links(self, context: Context, operation: str) -> None:
+        EarthEngineTaskLink.persist(context, url=task_url(self.hook.api_url, self.hook.uses_google, operation))
+        if self.destination == "drive":
+            DriveFolderLink.persist(context, url=drive_folder_url(self.folder))
+        if self.destination == "asset":
+            EarthEngineAssetLink.persist(context, url=asset_url(self.hook.asset_name(self._fill(self.asset_id) or "")))
+        # links that do not apply get an empty value: the UI shows none, and no lookup misses
+        applies = {DriveFolderLink: self.destination == "drive", EarthEngineAssetLink: self.destination == "asset"}
+        for link, used in applies.items():
+            if not used:
+                context["ti"].xcom_push(key=link.key, value=None)
+
+    def _result(self, context: Context, op: dict[str, Any]) -> dict[str, Any]:
+        """The XCom result: what harvest and merge operators need, nothing more."""
+        description = op.get("description") or self.task_description(context)
+        result: dict[str, Any] = {
+            "tile_id": self.tile_id,
+            "operation": op["name"],
+            "state": op["state"],
+            "description": description,
+            "export_type": self.export_type,
+            "destination": self.destination,
+            "destination_uris": op.get("destination_uris", []),
+            "eecu_seconds": op.get("eecu_seconds"),
+        }
+        if self.destination == "asset":
+            result["asset_id"] = self.hook.asset_name(self._fill(self.asset_id) or "")
+        else:
+            result["file_name_prefix"] = self._fill(self.file_name_prefix) or description
+            if self.destination == "drive":
+                result["folder"] = self.folder
+                result["drive_folder_id"] = drive_folder_id(result["destination_uris"])
+                if result["drive_folder_id"]:
+                    DriveFolderLink.persist(context, url=drive_folder_url(self.folder, result["drive_folder_id"]))
+            else:
+                result["bucket"] = self.bucket
+        return result

@@ -1,0 +1,169 @@
+"""GeeExportOperator, GeeTaskTrigger and GeeTaskSensor in real DAG runs (``dag.test()``: real task
+runner, task state store and triggers, run inline) against the emulator with the real clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_gee.operators.export import request_id, sanitize_description
+from airflow_provider_gee.tiling import grid_tiles
+from tests.helpers import admin
+from tests.helpers_dags import run_dag, task_instances, xcom_values
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+HEADER = """
+import datetime as dt
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_gee.operators.export import GeeExportOperator
+from airflow_provider_gee.sensors.task import GeeTaskSensor
+from airflow_provider_gee.tiling import grid_tiles
+
+TILES = grid_tiles([13.2134, 52.4152, 13.3019, 52.4873], 0.03)
+
+def build(tile, context):
+    import ee
+    return ee.Image.pixelLonLat().select("longitude")
+"""
+
+
+def export_dag(n_tiles: int = 1, retries: int = 0, **options: object) -> str:
+    opts = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    return (
+        HEADER
+        + f"""
+with DAG("DAG_ID", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+    GeeExportOperator.partial(
+        task_id="export", build=build, gcp_conn_id="gee_test", folder="out", scale=200,
+        poll_interval=0.2, retries={retries}, retry_delay=dt.timedelta(seconds=0), {opts}
+    ).expand(tile=TILES[:{n_tiles}])
+"""
+    )
+
+
+def test_mapped_exports_succeed_and_return_what_harvest_needs(gee_conn, emulator):
+    run, dag_id = run_dag(export_dag(n_tiles=3))
+    assert run.state == "success"
+    results = xcom_values(dag_id, "export")
+    assert len(results) == 3
+    stats = emulator.stats()
+    assert stats["operations"] == 3 and stats["operations_by_state"] == {"SUCCEEDED": 3}
+    first = results[0]
+    assert first["state"] == "SUCCEEDED" and first["destination"] == "drive" and first["folder"] == "out"
+    first_tile = grid_tiles([13.2134, 52.4152, 13.3019, 52.4873], 0.03)[0]["tile_id"]
+    assert first["drive_folder_id"] and first["tile_id"] == first_tile
+    assert first["description"].startswith(f"{dag_id}.export.{first_tile}.")
+    assert first["file_name_prefix"] == first["description"]
+    # the resumed half needs no ee.Initialize: discovery is fetched by the submitting halves only
+    assert stats["requests"]["ee.algorithms.list"] <= 3
+
+
+@pytest.mark.emulator(task_seconds=0.2)
+def test_lost_submit_response_is_reattached_by_the_retry(gee_conn, emulator):
+    # EE starts the task but the answer is lost (a permanent error after handling): the retry asks
+    # again with the same requestId and gets the same operation.
+    admin(emulator, "faults", {"kind": "http", "route": "ee.image.export", "status": 400, "after": True})
+    run, dag_id = run_dag(export_dag(retries=1))
+    assert run.state == "success"
+    stats = emulator.stats()
+    assert stats["export_requests"] == 2 and stats["operations"] == 1
+    assert [ti.try_number for ti in task_instances(dag_id) if ti.task_id == "export"] == [2]
+
+
+@pytest.mark.emulator(task_seconds=3.0)
+def test_retry_reattaches_to_a_running_operation(gee_conn, emulator):
+    # the wait fails once (the trigger reads a permanent error) while the EE task keeps running
+    admin(emulator, "faults", {"kind": "http", "route": "ee.operations.get", "status": 403, "count": 1})
+    run, _ = run_dag(export_dag(retries=1))
+    assert run.state == "success"
+    stats = emulator.stats()
+    assert stats["operations"] == 1 and stats["export_requests"] == 1
+
+
+@pytest.mark.emulator(task_seconds=0.2)
+def test_retry_after_success_returns_the_result_without_resubmitting(gee_conn, emulator):
+    # the trigger's error comes after the task already SUCCEEDED (1 s retry delay > 0.2 s task)
+    admin(emulator, "faults", {"kind": "http", "route": "ee.operations.get", "status": 403, "count": 1,
+                               "after": True})  # fmt: skip
+    run, dag_id = run_dag(export_dag(retries=1).replace("seconds=0", "seconds=1"))
+    assert run.state == "success"
+    assert emulator.stats()["export_requests"] == 1
+    assert xcom_values(dag_id, "export")[0]["state"] == "SUCCEEDED"
+
+
+def test_retry_after_a_failed_ee_task_submits_a_new_one(gee_conn, emulator, capsys):
+    admin(
+        emulator, "faults", {"kind": "task_failure", "match": "*", "count": 1, "message": "User memory limit exceeded."}
+    )
+    run, _ = run_dag(export_dag(retries=1))
+    assert run.state == "success"
+    stats = emulator.stats()
+    assert stats["operations"] == 2 and stats["operations_by_state"] == {"FAILED": 1, "SUCCEEDED": 1}
+    assert "User memory limit exceeded." in "".join(capsys.readouterr())
+
+
+def test_failed_ee_task_fails_the_airflow_task_with_ees_message(gee_conn, emulator, capsys):
+    admin(
+        emulator,
+        "faults",
+        {"kind": "task_failure", "match": "*", "count": 5, "message": "Too many pixels in the region."},
+    )
+    run, _ = run_dag(export_dag(retries=0))
+    assert run.state == "failed"
+    assert "Too many pixels in the region." in "".join(capsys.readouterr())
+    assert emulator.stats()["operations"] == 1
+
+
+def test_bad_arguments_fail_before_anything_remote(gee_conn, emulator, capsys):
+    run, _ = run_dag(export_dag(destination="asset", asset_id="parts/fixed"))
+    assert run.state == "failed"
+    assert "has no '{tile_id}'" in "".join(capsys.readouterr())
+    assert emulator.stats()["requests"].get("ee.discovery", 0) == 0
+
+
+def test_sensor_waits_by_name_and_by_prefix(gee_conn, emulator):
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    hook.initialize_ee()
+    import ee
+
+    names = [
+        hook.start_export(
+            ee.Image.constant(i),
+            kind="image",
+            destination="drive",
+            request_id=f"s-{i}",
+            description=f"notebook-{i}",
+            region=ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5]),
+            scale=1000,
+        )["name"]
+        for i in range(3)
+    ]
+    source = (
+        HEADER
+        + f"""
+with DAG("DAG_ID", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+    GeeTaskSensor(task_id="by_name", operations={names[:1]!r}, gcp_conn_id="gee_test", poke_interval=0.2)
+    GeeTaskSensor(task_id="by_prefix", description_prefix="notebook-", gcp_conn_id="gee_test", poke_interval=0.2)
+    GeeTaskSensor(task_id="poking", description_prefix="notebook-", gcp_conn_id="gee_test", poke_interval=0.2,
+                  deferrable=False, mode="poke")
+"""
+    )
+    run, dag_id = run_dag(source)
+    assert run.state == "success"
+    assert [s["name"] for s in xcom_values(dag_id, "by_name")[0]["succeeded"]] == names[:1]
+    assert sorted(s["name"] for s in xcom_values(dag_id, "by_prefix")[0]["succeeded"]) == sorted(names)
+    assert sorted(s["name"] for s in xcom_values(dag_id, "poking")[0]["succeeded"]) == sorted(names)
+
+
+def test_request_ids_and_descriptions_follow_ees_rules():
+    rid = request_id("dag", "task", "manual__2024-01-01T00:00:00+00:00", 7, 0)
+    assert len(rid) <= 60 and all(c.isalnum() or c == "-" for c in rid)
+    assert rid == request_id("dag", "task", "manual__2024-01-01T00:00:00+00:00", 7, 0)
+    assert rid != request_id("dag", "task", "manual__2024-01-01T00:00:00+00:00", 7, 1)
+    assert rid != request_id("dag", "task", "manual__2024-01-01T00:00:00+00:00", 8, 0)
+    long = sanitize_description("x/y " * 60)
+    assert len(long) == 100 and set(long) <= set("xy_-0123456789abcdef")
+    assert sanitize_description("a" * 150) != sanitize_description("a" * 151)
