@@ -32,7 +32,18 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "Google Earth Engine",
-                "python-modules": ["airflow_provider_gee.operators.tiling"],
+                "python-modules": ["airflow_provider_gee.operators.tiling", "airflow_provider_gee.operators.export"],
             }
+        ],
+        "sensors": [
+            {"integration-name": "Google Earth Engine", "python-modules": ["airflow_provider_gee.sensors.task"]}
+        ],
+        "triggers": [
+            {"integration-name": "Google Earth Engine", "python-modules": ["airflow_provider_gee.triggers.task"]}
+        ],
+        "extra-links": [
+            "airflow_provider_gee.links.EarthEngineTaskLink",
+            "airflow_provider_gee.links.DriveFolderLink",
+            "airflow_provider_gee.links.EarthEngineAssetLink",
         ],
     }

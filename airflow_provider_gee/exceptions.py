@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 #: HTTP codes for which a later identical request may succeed (rate limits and server trouble).
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
@@ -86,5 +87,12 @@ class EarthEngineTaskFailed(EarthEngineError):
         self.state = state["state"]
 
 
-class GeeConfigurationError(AirflowException):
-    """The user's input (arguments, connection, files) is wrong; the message names it and the fix."""
+class GeeConfigurationError(AirflowFailException):
+    """The user's input (arguments, connection, files) is wrong; the message names it and the fix.
+
+    Fails the task without retries: the same input fails the same way."""
+
+
+class EarthEngineRejected(AirflowFailException):
+    """EE refused a submission for good (bad expression, permission, missing asset): fails the
+    task without retries, with EE's message."""

@@ -17,12 +17,18 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, ResumableJobMixin
 
-from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
+from airflow_provider_gee.exceptions import (
+    EarthEngineError,
+    EarthEngineRejected,
+    EarthEngineTaskFailed,
+    GeeConfigurationError,
+)
 from airflow_provider_gee.hooks.earth_engine import (
     ACTIVE_STATES,
     DESTINATIONS,
@@ -96,6 +102,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
     :param deferrable: wait in the triggerer (default) instead of in the worker.
     :param poll_interval: seconds between status checks.
     :param wait_timeout: seconds to wait for the EE task before cancelling it and failing.
+
+    Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
 
     template_fields: Sequence[str] = (
@@ -132,9 +140,15 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         deferrable: bool = True,
         poll_interval: float = 10.0,
         wait_timeout: float | None = None,
+        retries: int | None = 3,
+        retry_delay: timedelta | float = timedelta(seconds=30),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        # Retries are safe (they re-attach, never duplicate), so the operator retries by default
+        # (declared here so that ``.partial()`` picks the defaults up too). They also absorb Airflow
+        # 3.3's stale defer-exit race (apache/airflow#72716): a trigger that fires within seconds of
+        # deferring can get the resumed attempt marked failed.
+        super().__init__(retries=retries, retry_delay=retry_delay, **kwargs)
         self.tile = tile
         self.build = build
         self.asset = asset
@@ -260,10 +274,15 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         description = self.task_description(context)
         self.hook.initialize_ee()
         ee_object = self._ee_object(context)
-        op = self.hook.start_export(
-            ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
-            **self._export_args(description),
-        )  # fmt: skip
+        try:
+            op = self.hook.start_export(
+                ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
+                **self._export_args(description),
+            )  # fmt: skip
+        except EarthEngineError as exc:
+            if exc.retryable:
+                raise  # an Airflow retry asks again with the same requestId: no duplicate
+            raise EarthEngineRejected(f"Earth Engine rejected export {description!r}: {exc.message}") from exc
         self._operation = summarize(op)
         self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
         self._persist_links(context, op["name"])

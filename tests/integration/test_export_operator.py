@@ -61,13 +61,13 @@ def test_mapped_exports_succeed_and_return_what_harvest_needs(gee_conn, emulator
 
 @pytest.mark.emulator(task_seconds=0.2)
 def test_lost_submit_response_is_reattached_by_the_retry(gee_conn, emulator):
-    # EE starts the task but the answer is lost (a permanent error after handling): the retry asks
-    # again with the same requestId and gets the same operation.
-    admin(emulator, "faults", {"kind": "http", "route": "ee.image.export", "status": 400, "after": True})
+    # EE starts the task but every answer is lost, beyond the hook's own 5 retries: the Airflow
+    # retry asks again with the same requestId and gets the same operation.
+    admin(emulator, "faults", {"kind": "http", "route": "ee.image.export", "status": 503, "after": True, "count": 6})
     run, dag_id = run_dag(export_dag(retries=1))
     assert run.state == "success"
     stats = emulator.stats()
-    assert stats["export_requests"] == 2 and stats["operations"] == 1
+    assert stats["export_requests"] == 7 and stats["operations"] == 1
     assert [ti.try_number for ti in task_instances(dag_id) if ti.task_id == "export"] == [2]
 
 
@@ -113,6 +113,17 @@ def test_failed_ee_task_fails_the_airflow_task_with_ees_message(gee_conn, emulat
     assert run.state == "failed"
     assert "Too many pixels in the region." in "".join(capsys.readouterr())
     assert emulator.stats()["operations"] == 1
+
+
+def test_expression_ee_rejects_fails_at_once_without_retries(gee_conn, emulator, capsys):
+    source = export_dag(retries=2).replace(
+        'return ee.Image.pixelLonLat().select("longitude")', "return ee.Image.constant(1).focal_max(3)"
+    )
+    run, dag_id = run_dag(source)
+    assert run.state == "failed"
+    assert "Earth Engine rejected export" in "".join(capsys.readouterr())
+    assert [ti.try_number for ti in task_instances(dag_id) if ti.task_id == "export"] == [1]
+    assert emulator.stats()["operations"] == 0
 
 
 def test_bad_arguments_fail_before_anything_remote(gee_conn, emulator, capsys):

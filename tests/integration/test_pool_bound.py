@@ -1,0 +1,63 @@
+"""The acceptance test of the export machinery: the real api-server, scheduler, dag-processor and
+triggerer, a real ``gee_tasks`` pool of 10 slots with include_deferred, 30 mapped tiles against an
+emulated EE that runs 3 tasks at once."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from airflow_provider_gee.emulator.airflow_stack import AirflowStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG = """
+import datetime as dt
+
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_gee.operators.export import GeeExportOperator
+from airflow_provider_gee.operators.tiling import GridTilesOperator
+
+
+def build(tile, context):
+    import ee
+    return ee.Image.pixelLonLat().select("longitude")
+
+
+with DAG("pool_bound", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+    tiles = GridTilesOperator(task_id="tiles", region=[13.0, 52.0, 13.6, 52.5], cell_size=0.1)
+    GeeExportOperator.partial(
+        task_id="export", build=build, gcp_conn_id="gee", folder="pool", scale=2000, pool="gee_tasks",
+        poll_interval=1.0, retry_delay=dt.timedelta(seconds=2),
+    ).expand(tile=tiles.output)
+"""
+
+EXPORT_ROUTES = ("ee.image.export", "ee.table.export", "ee.operations.", "ee.assets.", "ee.projects.listAssets")
+
+
+@pytest.mark.emulator(ee_concurrency=3, task_seconds=2.0)
+def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "pool_bound.py").write_text(textwrap.dedent(DAG))
+    env = {"AIRFLOW_CONN_GEE": json.dumps(emulator.connection())}
+    with AirflowStack(tmp_path / "home", dags, env=env, pools={"gee_tasks": 10}) as stack:
+        stack.wait_for_dag("pool_bound")
+        run_id = stack.trigger("pool_bound")
+        state = stack.wait_for_run("pool_bound", run_id, timeout=600)
+        tis = stack.task_instances("pool_bound", run_id)
+    stats = emulator.stats()
+    exports = [ti for ti in tis if ti["task_id"] == "export"]
+    assert state == "success", [(ti["task_id"], ti["map_index"], ti["state"]) for ti in tis]
+    assert len(exports) == 30 and all(ti["state"] == "success" for ti in exports)
+    assert stats["operations"] == 30 and stats["operations_by_state"] == {"SUCCEEDED": 30}  # no duplicates
+    assert stats["peak_in_flight"] == 10  # the pool bounds EE's queue, and fills it
+    retried = [ti["map_index"] for ti in exports if ti["try_number"] > 1]
+    print(f"\ntiles that needed a retry: {retried}")
+    ee_requests = sum(n for route, n in stats["requests"].items() if route.startswith(EXPORT_ROUTES))
+    per_export = ee_requests / 30
+    print(f"\nEE requests per completed export: {per_export:.2f} ({json.dumps(stats['requests'])})")
+    assert per_export <= 3

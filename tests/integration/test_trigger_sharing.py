@@ -1,0 +1,96 @@
+"""Many waiting triggers share one poll per interval (real aiohttp against the emulator)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+from airflow_provider_gee.triggers.task import GET_EACH_UP_TO, GeeTaskTrigger, OperationPoller
+from tests.helpers import admin
+
+pytestmark = pytest.mark.integration
+
+
+def submit(hook: EarthEngineHook, n: int) -> list[str]:
+    import ee
+
+    hook.initialize_ee()
+    region = ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5])
+    return [
+        hook.start_export(
+            ee.Image.constant(i),
+            kind="image",
+            destination="drive",
+            request_id=f"share-{i}",
+            description=f"share-{i}",
+            region=region,
+            scale=5000,
+        )["name"]
+        for i in range(n)
+    ]
+
+
+@pytest.mark.emulator(ee_concurrency=0, task_seconds=0.05)
+def test_hundred_waiting_triggers_cost_one_listing_per_interval(gee_conn, emulator):
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    watched = submit(hook, 100)
+    requests_before = dict(emulator.stats()["requests"])
+
+    async def scenario() -> tuple[list[dict], OperationPoller, int]:
+        triggers = [GeeTaskTrigger([name], gcp_conn_id=gee_conn, poll_interval=0.25) for name in watched]
+        runs = [asyncio.create_task(anext(t.run())) for t in triggers]
+        await asyncio.sleep(1.4)  # several intervals while all 100 are PENDING
+        poller = OperationPoller.for_connection(gee_conn, None, 0.25)
+        polls_while_waiting = poller.polls
+        admin(emulator, "config", {"ee_concurrency": 100})
+        events = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
+        return [e.payload for e in events], poller, polls_while_waiting
+
+    events, poller, polls = asyncio.run(scenario())
+    assert [e["status"] for e in events] == ["success"] * 100
+    assert {next(iter(e["operations"])) for e in events} == set(watched)
+    after = emulator.stats()["requests"]
+    listings = after.get("ee.operations.list", 0) - requests_before.get("ee.operations.list", 0)
+    gets = after.get("ee.operations.get", 0) - requests_before.get("ee.operations.get", 0)
+    assert polls >= 4
+    # one listing page (100 operations < 500 per page) per poll, no per-operation reads
+    assert listings == poller.polls and gets == 0
+    assert poller.requests / poller.polls == 1.0
+    print(f"\n100 waiting triggers: {poller.requests} requests in {poller.polls} polls")
+
+
+@pytest.mark.emulator(ee_concurrency=0)
+def test_few_waiting_triggers_read_their_operations_directly(gee_conn, emulator):
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    watched = submit(hook, GET_EACH_UP_TO)
+
+    async def scenario() -> OperationPoller:
+        triggers = [GeeTaskTrigger([name], gcp_conn_id=gee_conn, poll_interval=0.2, timeout=1.0) for name in watched]
+        events = await asyncio.gather(*(anext(t.run()) for t in triggers))
+        assert [e.payload["status"] for e in events] == ["timeout"] * len(watched)
+        return OperationPoller.for_connection(gee_conn, None, 0.2)
+
+    poller = asyncio.run(scenario())
+    assert emulator.stats()["requests"].get("ee.operations.list", 0) == 0
+    assert poller.requests == poller.polls * len(watched)
+
+
+def test_kill_cancels_only_when_asked(gee_conn, emulator):
+    admin(emulator, "config", {"ee_concurrency": 0})
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    a, b = submit(hook, 2)
+    asyncio.run(GeeTaskTrigger([a], gcp_conn_id=gee_conn, cancel_on_kill=True).on_kill())
+    asyncio.run(GeeTaskTrigger([b], gcp_conn_id=gee_conn).on_kill())
+    assert hook.get_operation(a)["metadata"]["state"] == "CANCELLED"
+    assert hook.get_operation(b)["metadata"]["state"] == "PENDING"
+
+
+def test_trigger_serializes_to_what_rebuilds_it():
+    trigger = GeeTaskTrigger(
+        ["projects/p/operations/X"], gcp_conn_id="c", poll_interval=3, timeout=9, cancel_on_kill=True
+    )
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_provider_gee.triggers.task.GeeTaskTrigger"
+    assert GeeTaskTrigger(**kwargs).serialize() == (path, kwargs)
