@@ -40,6 +40,15 @@ DESTINATIONS: tuple[str, ...] = ("drive", "asset", "gcs")
 
 #: Operation states in which EE still holds a batch slot or queue entry for the task.
 ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING"})
+#: Listing pages (500 operations each, newest first) read to count EE's queue.
+QUEUE_PAGES = 2
+
+
+def count_active(operations: list[dict[str, Any]]) -> int:
+    """How many of these operations still hold a place in EE's queue (PENDING/RUNNING/CANCELLING)."""
+    return sum(1 for op in operations if op.get("metadata", {}).get("state") in ACTIVE_STATES)
+
+
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 # ``ee`` keeps one credential, project and base URL per process; remember which connection it was
@@ -177,6 +186,20 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
             if not token:
                 return
             params = {"pageSize": page_size, "pageToken": token}
+
+    def count_active_operations(self) -> int:
+        """Tasks the project has PENDING or RUNNING in EE (started by anyone), from the newest
+        ``QUEUE_PAGES`` pages of the listing; stops early at a page with no active task."""
+        active = 0
+        params: dict[str, Any] = {"pageSize": 500}
+        for _ in range(QUEUE_PAGES):
+            page = self.request("GET", f"projects/{self.project}/operations", params=params)
+            in_page = count_active(page.get("operations", []))
+            active += in_page
+            if not in_page or not page.get("nextPageToken"):
+                break
+            params = {"pageSize": 500, "pageToken": page["nextPageToken"]}
+        return active
 
     def cancel_operation(self, operation: str) -> None:
         """Ask EE to cancel a task; a task that already ended is left as it is."""

@@ -45,7 +45,7 @@ from airflow_provider_gee.links import (
     drive_folder_url,
     task_url,
 )
-from airflow_provider_gee.triggers.task import GeeTaskTrigger, summarize
+from airflow_provider_gee.triggers.task import GeeQueueTrigger, GeeTaskTrigger, summarize
 
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
@@ -102,6 +102,10 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
     :param deferrable: wait in the triggerer (default) instead of in the worker.
     :param poll_interval: seconds between status checks.
     :param wait_timeout: seconds to wait for the EE task before cancelling it and failing.
+    :param max_ee_queue: admission control: before submitting, wait (deferred, holding the pool
+        slot) while the project has this many tasks PENDING or RUNNING in EE, counting tasks
+        started outside Airflow too. A soft limit: tiles admitted at the same moment may exceed it
+        briefly; the pool stays the hard bound.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
@@ -140,6 +144,7 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         deferrable: bool = True,
         poll_interval: float = 10.0,
         wait_timeout: float | None = None,
+        max_ee_queue: int | None = None,
         retries: int | None = 3,
         retry_delay: timedelta | float = timedelta(seconds=30),
         **kwargs: Any,
@@ -173,6 +178,7 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
+        self.max_ee_queue = max_ee_queue
         self._operation: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ configuration
@@ -235,7 +241,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
 
     # ------------------------------------------------------------------ Airflow entry points
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        # ``event`` is set when admission control let this task through (GeeQueueTrigger)
         self.validate()
         return self.execute_resumable(context)
 
@@ -270,6 +277,7 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         # The generation follows the stored (failed) operation, so repeated crashes around a
         # resubmission keep asking EE with the same requestId and get the same new operation.
         generation = int(prior["generation"]) + 1 if prior else 0
+        self._admit(context)
         rid = self._request_id(context, generation)
         description = self.task_description(context)
         self.hook.initialize_ee()
@@ -287,6 +295,24 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
         self._persist_links(context, op["name"])
         return {"operation": op["name"], "generation": generation, "request_id": rid}
+
+    def _admit(self, context: Context) -> None:
+        """Admission control: defer until EE's queue is below ``max_ee_queue``, then run again."""
+        if self.max_ee_queue is None:
+            return
+        active = self.hook.count_active_operations()
+        if active < self.max_ee_queue:
+            return
+        self.log.info(
+            "EE holds %d active tasks for %s (max_ee_queue=%d): waiting", active, self.hook.project, self.max_ee_queue
+        )
+        self.defer(
+            trigger=GeeQueueTrigger(
+                f"projects/{self.hook.project}", self.max_ee_queue, gcp_conn_id=self.gcp_conn_id,
+                impersonation_chain=self.impersonation_chain, poll_interval=self.poll_interval,
+            ),
+            method_name="execute",
+        )  # fmt: skip
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         self._operation = summarize(self.hook.get_operation(external_id["operation"]))

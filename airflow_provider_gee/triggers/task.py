@@ -24,7 +24,12 @@ import aiohttp
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gee.exceptions import EarthEngineError
-from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineAsyncHook
+from airflow_provider_gee.hooks.earth_engine import (
+    QUEUE_PAGES,
+    TERMINAL_STATES,
+    EarthEngineAsyncHook,
+    count_active,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ def summarize(operation: dict[str, Any]) -> dict[str, Any]:
 @dataclass(eq=False)
 class _Watch:
     names: frozenset[str]
+    #: projects whose queue length this watcher wants (``projects/P``)
+    projects: frozenset[str] = frozenset()
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
 
 
@@ -91,8 +98,8 @@ class OperationPoller:
             cls._pollers[key] = cls(gcp_conn_id, impersonation_chain, interval)
         return cls._pollers[key]
 
-    def watch(self, names: Sequence[str]) -> _Watch:
-        w = _Watch(frozenset(names))
+    def watch(self, names: Sequence[str] = (), projects: Sequence[str] = ()) -> _Watch:
+        w = _Watch(frozenset(names), frozenset(projects))
         self.watches.add(w)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="gee-operation-poller")
@@ -117,23 +124,37 @@ class OperationPoller:
     async def poll_once(self, session: aiohttp.ClientSession) -> None:
         """Read every watched operation once and hand each to its watchers."""
         self.polls += 1
-        wanted = set().union(*(w.names for w in self.watches)) if self.watches else set()
+        watches = list(self.watches)
+        wanted = set().union(*(w.names for w in watches))
+        counted = set().union(*(w.projects for w in watches))
         found: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
+        queues: dict[str, int] = {}
+        by_project: dict[str, set[str]] = defaultdict(set)
         if len(wanted) > GET_EACH_UP_TO:
-            by_project: dict[str, set[str]] = defaultdict(set)
             for name in wanted:
                 by_project[name.split("/operations/")[0]].add(name)
-            for project, names in by_project.items():
-                params: dict[str, Any] = {"pageSize": LIST_PAGE_SIZE}
-                while names - found.keys():
-                    page = await self._get(session, "GET", f"{project}/operations", params=params)
-                    for op in page.get("operations", []):
-                        if op.get("name") in names:
-                            found[op["name"]] = op
-                    if not page.get("nextPageToken"):
-                        break
-                    params = {"pageSize": LIST_PAGE_SIZE, "pageToken": page["nextPageToken"]}
+        for project in counted:
+            by_project.setdefault(project, set())
+        for project, names in by_project.items():
+            # one listing serves both: the watched operations, and the queue length (active
+            # tasks among the newest pages, stopping at a page without any)
+            params: dict[str, Any] = {"pageSize": LIST_PAGE_SIZE}
+            pages = active = 0
+            count_more = project in counted
+            while names - found.keys() or count_more:
+                page = await self._get(session, "GET", f"{project}/operations", params=params)
+                pages += 1
+                ops = page.get("operations", [])
+                found.update((op["name"], op) for op in ops if op.get("name") in names)
+                in_page = count_active(ops)
+                active += in_page
+                count_more = count_more and in_page > 0 and pages < QUEUE_PAGES
+                if not page.get("nextPageToken"):
+                    break
+                params = {"pageSize": LIST_PAGE_SIZE, "pageToken": page["nextPageToken"]}
+            if project in counted:
+                queues[project] = active
         for name in wanted - found.keys():  # few watched, or older than the listing reaches
             try:
                 found[name] = await self._get(session, "GET", name)
@@ -142,12 +163,14 @@ class OperationPoller:
                     log.warning("Reading %s failed transiently: %s", name, exc.message)
                 else:
                     errors[name] = exc.message
-        for w in list(self.watches):
+        for w in watches:
             for name in w.names:
                 if name in found:
                     w.queue.put_nowait((name, found[name], None))
                 elif name in errors:
                     w.queue.put_nowait((name, None, errors[name]))
+            for project in w.projects & queues.keys():
+                w.queue.put_nowait((project, {"active": queues[project]}, None))
 
 
 class GeeTaskTrigger(BaseTrigger):
@@ -255,3 +278,62 @@ class GeeTaskTrigger(BaseTrigger):
                 with contextlib.suppress(EarthEngineError):
                     await hook.request(session, "POST", f"{name}:cancel", json={})
                     self.log.info("Cancelled EE task %s", name)
+
+
+class GeeQueueTrigger(BaseTrigger):
+    """Fire once EE's queue for a project (PENDING + RUNNING tasks, whoever started them) is below
+    ``limit``: admission control before submitting. Shares the listing of :class:`OperationPoller`.
+
+    Events: ``{"status": "admitted", "active": n}``.
+
+    :param project: ``projects/P``.
+    :param limit: fire when fewer tasks than this are active.
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    :param poll_interval: seconds between polls.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        limit: int,
+        gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
+        poll_interval: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.project = project
+        self.limit = limit
+        self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "project": self.project,
+                "limit": self.limit,
+                "gcp_conn_id": self.gcp_conn_id,
+                "impersonation_chain": self.impersonation_chain,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = OperationPoller.for_connection(self.gcp_conn_id, self.impersonation_chain, self.poll_interval)
+        watch = poller.watch(projects=[self.project])
+        last = None
+        try:
+            while True:
+                _, queue, _ = await watch.queue.get()
+                if queue["active"] < self.limit:
+                    yield TriggerEvent({"status": "admitted", "active": queue["active"]})
+                    return
+                if queue["active"] != last:
+                    self.log.info(
+                        "EE queue of %s: %d active tasks (limit %d)", self.project, queue["active"], self.limit
+                    )
+                    last = queue["active"]
+        finally:
+            poller.unwatch(watch)

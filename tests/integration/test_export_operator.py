@@ -169,6 +169,44 @@ with DAG("DAG_ID", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as d
     assert sorted(s["name"] for s in xcom_values(dag_id, "poking")[0]["succeeded"]) == sorted(names)
 
 
+@pytest.mark.emulator(ee_concurrency=0, task_seconds=0.2)
+def test_admission_control_waits_while_ees_queue_is_full(gee_conn, emulator, capsys):
+    import threading
+
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    hook.initialize_ee()
+    import ee
+
+    outside = [  # started by somebody else, outside Airflow
+        hook.start_export(
+            ee.Image.constant(i),
+            kind="image",
+            destination="drive",
+            request_id=f"o-{i}",
+            description=f"outside-{i}",
+            region=ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5]),
+            scale=1000,
+        )["name"]
+        for i in range(3)
+    ]
+    assert hook.count_active_operations() == 3
+    release = threading.Timer(3.0, lambda: admin(emulator, "config", {"ee_concurrency": 5}))
+    release.start()
+    try:
+        run, dag_id = run_dag(export_dag(max_ee_queue=3))
+    finally:
+        release.cancel()
+    assert run.state == "success"
+    ours = xcom_values(dag_id, "export")[0]["operation"]
+    outside_ends = [hook.get_operation(n)["metadata"]["endTime"] for n in outside]
+    ours_created = hook.get_operation(ours)["metadata"]["createTime"]
+    # submitted only after the queue dropped below 3, i.e. after an outside task ended
+    assert ours_created > min(outside_ends)
+    assert "max_ee_queue=3): waiting" in "".join(capsys.readouterr())
+
+
 def test_request_ids_and_descriptions_follow_ees_rules():
     rid = request_id("dag", "task", "manual__2024-01-01T00:00:00+00:00", 7, 0)
     assert len(rid) <= 60 and all(c.isalnum() or c == "-" for c in rid)

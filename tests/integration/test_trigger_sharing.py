@@ -94,3 +94,25 @@ def test_trigger_serializes_to_what_rebuilds_it():
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider_gee.triggers.task.GeeTaskTrigger"
     assert GeeTaskTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+@pytest.mark.emulator(ee_concurrency=0)
+def test_queue_trigger_counts_active_tasks_from_the_shared_listing(gee_conn, emulator):
+    from airflow_provider_gee.triggers.task import GeeQueueTrigger
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    submit(hook, 4)
+    project = f"projects/{hook.project}"
+
+    async def scenario() -> dict:
+        trigger = GeeQueueTrigger(project, 3, gcp_conn_id=gee_conn, poll_interval=0.2)
+        waiting = asyncio.create_task(anext(trigger.run()))
+        await asyncio.sleep(0.8)
+        assert not waiting.done()  # 4 active >= 3
+        admin(emulator, "config", {"ee_concurrency": 4, "task_seconds": 0.05})
+        return (await asyncio.wait_for(waiting, timeout=10)).payload
+
+    event = asyncio.run(scenario())
+    assert event["status"] == "admitted" and event["active"] < 3
+    path, kwargs = GeeQueueTrigger(project, 3, gcp_conn_id="c").serialize()
+    assert GeeQueueTrigger(**kwargs).serialize() == (path, kwargs)
