@@ -32,7 +32,11 @@ def get_provider_info() -> dict:
         "operators": [
             {
                 "integration-name": "Google Earth Engine",
-                "python-modules": ["airflow_provider_gee.operators.tiling", "airflow_provider_gee.operators.export"],
+                "python-modules": [
+                    "airflow_provider_gee.operators.tiling",
+                    "airflow_provider_gee.operators.export",
+                    "airflow_provider_gee.operators.harvest",
+                ],
             }
         ],
         "sensors": [

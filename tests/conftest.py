@@ -18,6 +18,9 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_HOME, "dags")
 os.makedirs(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], exist_ok=True)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+# gcsfs's experimental bucket-layout look-up is a gRPC API that gcp-storage-emulator does not serve
+# (each open() would wait for it to time out); Cloud Storage itself is unaffected.
+os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
 from airflow_provider_gee.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 

@@ -1,0 +1,195 @@
+"""DriveHarvestOperator against the emulated Drive (and gcp-storage-emulator) with the real clients."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import socket
+
+import pytest
+
+from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.hooks.drive import DownloadVerificationError
+from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
+from airflow_provider_gee.operators.harvest import DriveHarvestOperator, RemoteFile, safe_name
+from airflow_provider_gee.triggers.task import summarize
+from tests.helpers import admin, wait_for
+
+pytestmark = pytest.mark.integration
+BERLIN = [13.2134, 52.4152, 13.3019, 52.4873]
+
+
+def seed(emu, folder: str, name: str, size: int, seed: int = 0) -> dict:
+    return admin(emu, "drive/files", {"folder": folder, "name": name, "size": size, "seed": seed})
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def harvest(gee_conn: str, destination, **kw):
+    return DriveHarvestOperator(task_id="harvest", destination=str(destination), gcp_conn_id=gee_conn, **kw).execute({})
+
+
+def export_result(hook: EarthEngineHook, **export_args) -> dict:
+    """Run one export on the emulator and shape the result as GeeExportOperator returns it."""
+    import ee
+
+    hook.initialize_ee()
+    kind = export_args.pop("kind", "image")
+    destination = export_args.pop("destination", "drive")
+    obj = (
+        ee.Image.pixelLonLat()
+        if kind == "image"
+        else ee.FeatureCollection([ee.Feature(ee.Geometry.Point([13.25, 52.45]), {"a": 1})])
+    )
+    op = hook.start_export(
+        obj, kind=kind, destination=destination, request_id=export_args["description"], **export_args
+    )
+    done = summarize(
+        wait_for(lambda: (o := hook.get_operation(op["name"]))["metadata"]["state"] in TERMINAL_STATES and o)
+    )
+    from airflow_provider_gee.links import drive_folder_id
+
+    return {
+        "tile_id": "r0001c0001", "operation": op["name"], "state": done["state"], "description": export_args["description"],
+        "destination": destination, "destination_uris": done["destination_uris"],
+        "file_name_prefix": export_args.get("fileNamePrefix"), "folder": export_args.get("folder"),
+        "bucket": export_args.get("bucket"), "drive_folder_id": drive_folder_id(done["destination_uris"]),
+    }  # fmt: skip
+
+
+@pytest.mark.emulator(file_dimensions=64)
+def test_sharded_export_is_harvested_verified_grouped_and_deleted(gee_conn, emulator, tmp_path):
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    result = export_result(
+        hook, description="tile-a", folder="exports", fileNamePrefix="tile-a", region=BERLIN, scale=60
+    )
+    other = seed(emulator, "exports", "other-tile.tif", 5000)  # not this export's: must stay
+    manifest = DriveHarvestOperator(
+        task_id="h", destination=str(tmp_path), export_result=result, gcp_conn_id=gee_conn
+    ).execute({})
+    assert manifest["file_count"] > 1 and manifest["tile_id"] == "r0001c0001"
+    assert manifest["exports"] == {"tile-a": {"parts": [f["name"] for f in manifest["files"]], "sharded": True}}
+    for entry in manifest["files"]:
+        assert md5(tmp_path / entry["name"]) == entry["md5"] and entry["shard"]["export"] == "tile-a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f["name"] for f in manifest["files"])
+    stats = emulator.stats()
+    assert stats["drive_files"] == 1 and stats["drive_bytes"] == int(other["size"])
+
+
+def test_rerun_after_a_cut_connection_resumes_without_redownloading(gee_conn, emulator, tmp_path):
+    files = [seed(emulator, "f", f"part-{i}.bin", 300_000, seed=i) for i in range(3)]
+    # the third file's downloads are cut every time, beyond the hook's retries
+    admin(
+        emulator, "faults", {"kind": "download", "mode": "cut", "match": "part-2.bin", "after_bytes": 1000, "count": 50}
+    )
+    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
+        harvest(gee_conn, tmp_path, folder="f", delete_after=False, max_parallel=1, chunk_size=100_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part-0.bin", "part-1.bin"]  # no partial file
+    admin(emulator, "faults", method="DELETE")
+    downloads_before = emulator.stats()["requests"]["drive.files.download"]
+    manifest = harvest(gee_conn, tmp_path, folder="f", chunk_size=100_000)
+    actions = {f["name"]: f["action"] for f in manifest["files"]}
+    assert actions == {"part-0.bin": "already there", "part-1.bin": "already there", "part-2.bin": "downloaded"}
+    assert emulator.stats()["requests"]["drive.files.download"] - downloads_before == 3  # part-2 only, 3 ranges
+    assert {f["md5"] for f in manifest["files"]} == {f["md5Checksum"] for f in files}
+    assert emulator.stats()["drive_files"] == 0
+
+
+def test_corrupted_download_keeps_the_drive_file_and_fails_clearly(gee_conn, emulator, tmp_path):
+    seed(emulator, "c", "bad.tif", 4000)
+    admin(emulator, "faults", {"kind": "download", "mode": "corrupt", "match": "bad.tif"})
+    with pytest.raises(DownloadVerificationError, match=r"'bad.tif' .* md5 .* differs from Drive's"):
+        harvest(gee_conn, tmp_path, folder="c")
+    assert list(tmp_path.iterdir()) == []
+    assert emulator.stats()["drive_files"] == 1
+
+
+def test_hostile_and_duplicate_titles_stay_inside_the_destination(gee_conn, emulator, tmp_path):
+    dest = tmp_path / "dest"
+    hostile = ["../escape.tif", "/etc/passwd", "a\x00b\x1f.tif", "..", "x" * 300 + ".tif", "same.tif", "same.tif"]
+    for i, name in enumerate(hostile):
+        seed(emulator, "h", name, 100 + i, seed=i)
+    manifest = harvest(gee_conn, dest, folder="h")
+    names = [f["name"] for f in manifest["files"]]
+    assert len(set(names)) == len(hostile)
+    for entry in manifest["files"]:
+        path = (dest / entry["name"]).resolve()
+        assert path.parent == dest.resolve() and path.is_file()
+        assert len(entry["name"].encode()) <= 200 and "\x00" not in entry["name"]
+    assert sorted(p.name for p in dest.iterdir()) == sorted(names)
+    assert not (tmp_path / "escape.tif").exists()
+    # the same titles give the same names whatever order the listing returns them in
+    remote = [RemoteFile(f["source_id"], f["source_name"], f["size"], f["md5"]) for f in manifest["files"]]
+    assert DriveHarvestOperator._plan_names(remote) == DriveHarvestOperator._plan_names(remote[::-1])
+    assert safe_name("../escape.tif") == "_escape.tif"
+
+
+def test_existing_different_file_is_never_overwritten(gee_conn, emulator, tmp_path):
+    (tmp_path / "tile.tif").write_bytes(b"my own file")
+    f = seed(emulator, "o", "tile.tif", 2000)
+    manifest = harvest(gee_conn, tmp_path, folder="o")
+    assert (tmp_path / "tile.tif").read_bytes() == b"my own file"
+    assert md5(tmp_path / manifest["files"][0]["name"]) == f["md5Checksum"]
+    assert manifest["files"][0]["name"] != "tile.tif"
+
+
+@pytest.fixture
+def gcs_url(monkeypatch):
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+    yield url
+    server.stop()
+
+
+def test_object_storage_destination(gee_conn, emulator, gcs_url):
+    from airflow.sdk import ObjectStoragePath
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    storage.Client(project="p", credentials=AnonymousCredentials()).create_bucket("landing")
+    f = seed(emulator, "m", "tile.csv", 3000)
+    manifest = harvest(gee_conn, f"gs://{gee_conn}@landing/run1", folder="m")
+    stored = ObjectStoragePath(f"gs://{gee_conn}@landing/run1/tile.csv")
+    assert manifest["files"][0]["path"].endswith("landing/run1/tile.csv")
+    assert hashlib.md5(stored.read_bytes()).hexdigest() == f["md5Checksum"]
+    assert emulator.stats()["drive_files"] == 0
+
+
+def test_bad_destination_and_source_fail_before_touching_drive(gee_conn, emulator, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(GeeConfigurationError, match="cannot be created"):
+        harvest(gee_conn, blocker / "sub", folder="anything")
+    with pytest.raises(GeeConfigurationError, match="'missing' was not found"):
+        harvest(gee_conn, tmp_path, folder="missing")
+    with pytest.raises(GeeConfigurationError, match="only Drive and Cloud Storage exports"):
+        harvest(gee_conn, tmp_path, export_result={"destination": "asset", "state": "SUCCEEDED", "tile_id": "t"})
+    assert "drive.files.download" not in emulator.stats()["requests"]
+
+
+def test_cloud_storage_export_is_harvested_with_the_same_guarantees(gee_conn, emulator, gcs_url, tmp_path):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="p", credentials=AnonymousCredentials())
+    client.create_bucket("gee-out")
+    emulator.config.gcs_url = gcs_url
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    result = export_result(hook, kind="table", destination="gcs", description="points", bucket="gee-out",
+                           fileNamePrefix="run1/points")  # fmt: skip
+    assert result["state"] == "SUCCEEDED"
+    manifest = DriveHarvestOperator(task_id="h", destination=str(tmp_path), export_result=result,
+                                    gcp_conn_id=gee_conn).execute({})  # fmt: skip
+    assert [f["name"] for f in manifest["files"]] == ["points.csv"]
+    assert md5(tmp_path / "points.csv") == manifest["files"][0]["md5"]
+    assert "system:index" in (tmp_path / "points.csv").read_text()
+    assert list(client.list_blobs("gee-out")) == []
