@@ -364,7 +364,7 @@ class DriveHarvestOperator(BaseOperator):
             "exports": {
                 k: {"parts": v, "sharded": any("shard" in e for e in entries if e["name"] in v)}
                 for k, v in exports.items()
-            },  # fmt: skip
+            },
             "file_count": len(entries),
             "bytes": sum(e["size"] for e in entries),
         }

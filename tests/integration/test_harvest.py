@@ -52,7 +52,8 @@ def export_result(hook: EarthEngineHook, **export_args) -> dict:
     from airflow_provider_gee.links import drive_folder_id
 
     return {
-        "tile_id": "r0001c0001", "operation": op["name"], "state": done["state"], "description": export_args["description"],
+        "tile_id": "r0001c0001", "operation": op["name"], "state": done["state"],
+        "description": export_args["description"],
         "destination": destination, "destination_uris": done["destination_uris"],
         "file_name_prefix": export_args.get("fileNamePrefix"), "folder": export_args.get("folder"),
         "bucket": export_args.get("bucket"), "drive_folder_id": drive_folder_id(done["destination_uris"]),
