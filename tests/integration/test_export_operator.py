@@ -216,3 +216,30 @@ def test_request_ids_and_descriptions_follow_ees_rules():
     long = sanitize_description("x/y " * 60)
     assert len(long) == 100 and set(long) <= set("xy_-0123456789abcdef")
     assert sanitize_description("a" * 150) != sanitize_description("a" * 151)
+
+
+@pytest.mark.emulator(ee_concurrency=0)
+def test_on_kill_cancels_the_running_ee_task(gee_conn, emulator):
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+    from airflow_provider_gee.operators.export import GeeExportOperator
+    from airflow_provider_gee.triggers.task import summarize
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    hook.initialize_ee()
+    import ee
+
+    op = hook.start_export(
+        ee.Image.constant(1),
+        kind="image",
+        destination="drive",
+        request_id="kill-1",
+        description="kill",
+        region=ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5]),
+        scale=1000,
+    )
+    task = GeeExportOperator(task_id="export", build=lambda tile, ctx: None, region={}, gcp_conn_id=gee_conn)
+    task.on_kill()  # nothing submitted by this instance: nothing to cancel
+    assert hook.get_operation(op["name"])["metadata"]["state"] == "PENDING"
+    task._operation = summarize(op)  # what submit_job / get_job_status record
+    task.on_kill()
+    assert hook.get_operation(op["name"])["metadata"]["state"] == "CANCELLED"
