@@ -87,6 +87,10 @@ class EarthEngineTaskFailed(EarthEngineError):
         self.state = state["state"]
 
 
+class DownloadVerificationError(AirflowException):
+    """A downloaded file's size or md5 differs from the source's; the source copy is kept."""
+
+
 class GeeConfigurationError(AirflowFailException):
     """The user's input (arguments, connection, files) is wrong; the message names it and the fix.
 

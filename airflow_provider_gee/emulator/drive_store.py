@@ -5,7 +5,6 @@ subset of the ``q`` query language that EE users and the provider send.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 import secrets
 import shutil
@@ -13,6 +12,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_gee.checksums import md5_file
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 ROOT_ID = "0AEmulatorRootFolder"
@@ -208,7 +209,7 @@ class DriveStore:
                 raise QuotaExceeded(sum(sizes), max(0, self.quota_bytes - used))
             added = []
             for (name, path, mime), size in zip(sources, sizes, strict=True):
-                f = DriveFile(new_id(), name, mime, [parent_id], size=str(size), md5Checksum=_md5(path))
+                f = DriveFile(new_id(), name, mime, [parent_id], size=str(size), md5Checksum=md5_file(path))
                 shutil.move(str(path), self._blob(f.id))
                 self.files[f.id] = f
                 added.append(f)
@@ -260,11 +261,3 @@ class DriveStore:
             self.files = {d["id"]: DriveFile(**d) for d in data.get("files", [])}
             self.files.setdefault(ROOT_ID, DriveFile(ROOT_ID, "My Drive", FOLDER_MIME, []))
             self.peak_bytes = int(data.get("peak_bytes", 0))
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -194,12 +194,7 @@ class EarthEngineState:
             if not name.startswith("projects/") or "/assets/" not in name:
                 raise ApiError(400, f"Invalid asset name '{name}'.", "INVALID_ARGUMENT")
             with self.lock:
-                if not parent.endswith("/assets") and self.assets.get(parent, {}).get("type") != "FOLDER":
-                    raise ApiError(
-                        400,
-                        f"Folder '{parent}' does not exist or caller does not have access.",
-                        "INVALID_ARGUMENT",
-                    )
+                self._require_folder(parent)
                 if name in self.assets and not dest.get("overwrite"):
                     raise ApiError(400, f"Cannot overwrite asset '{name}'.", "ALREADY_EXISTS")
         elif not body.get("fileExportOptions"):
@@ -417,6 +412,11 @@ class EarthEngineState:
             self._on_change()
         return [f"https://code.earthengine.google.com/?asset={name}"]
 
+    def _require_folder(self, parent: str) -> None:
+        """Assets live in the project root or in an existing folder (call with the lock held)."""
+        if not parent.endswith("/assets") and self.assets.get(parent, {}).get("type") != "FOLDER":
+            raise ApiError(400, f"Folder '{parent}' does not exist or caller does not have access.", "INVALID_ARGUMENT")
+
     def get_asset(self, name: str) -> dict[str, Any]:
         with self.lock:
             asset = self.assets.get(name)
@@ -433,12 +433,7 @@ class EarthEngineState:
         name = f"projects/{project}/assets/{asset_id.strip('/')}"
         parent = name.rsplit("/", 1)[0]
         with self.lock:
-            if not parent.endswith("/assets") and self.assets.get(parent, {}).get("type") != "FOLDER":
-                raise ApiError(
-                    400,
-                    f"Folder '{parent}' does not exist or caller does not have access.",
-                    "INVALID_ARGUMENT",
-                )
+            self._require_folder(parent)
             if name in self.assets and not overwrite:
                 raise ApiError(409, f"Cannot overwrite asset '{name}'.", "ALREADY_EXISTS")
             if kind in ("FOLDER", "IMAGE_COLLECTION"):
@@ -493,12 +488,7 @@ class EarthEngineState:
             if src["type"] == "FOLDER":
                 raise ApiError(400, "Folders cannot be copied.", "INVALID_ARGUMENT")
             parent = destination.rsplit("/", 1)[0]
-            if not parent.endswith("/assets") and self.assets.get(parent, {}).get("type") != "FOLDER":
-                raise ApiError(
-                    400,
-                    f"Folder '{parent}' does not exist or caller does not have access.",
-                    "INVALID_ARGUMENT",
-                )
+            self._require_folder(parent)
             if destination in self.assets and not overwrite:
                 raise ApiError(400, f"Cannot overwrite asset '{destination}'.", "ALREADY_EXISTS")
             copy = dict(src, name=destination, id=destination.split("/assets/", 1)[1], updateTime=_now())

@@ -329,11 +329,14 @@ def _status_name(code: int) -> str:
     }.get(code, "UNKNOWN")
 
 
-def _page(items: list[Any], query: dict[str, str], default: int, maximum: int) -> tuple[list[Any], str | None]:
-    size = min(int(query.get("pageSize") or default), maximum) or default
-    start = int(query.get("pageToken") or 0)
-    chunk = items[start : start + size]
-    return chunk, (str(start + size) if start + size < len(items) else None)
+def _send_page(h: _RequestHandler, items: list[Any], field: str, default: int, maximum: int, **extra: Any) -> None:
+    """Answer one page of a listing (``pageSize``/``pageToken``; ``nextPageToken`` while more)."""
+    size = min(int(h.query.get("pageSize") or default), maximum) or default
+    start = int(h.query.get("pageToken") or 0)
+    out: dict[str, Any] = {**extra, field: items[start : start + size]}
+    if start + size < len(items):
+        out["nextPageToken"] = str(start + size)
+    h.send_json(200, out)
 
 
 # ============================================================ Earth Engine routes
@@ -372,11 +375,7 @@ def _operations_list(h: _RequestHandler, m: re.Match[str]) -> None:
     if h.query.get("filter"):
         raise ApiError(400, "The emulator does not support 'filter' on operations.list.", "INVALID_ARGUMENT")
     ops = [op.resource() for op in h.emu.ee.list_operations(m["project"])]
-    chunk, token = _page(ops, h.query, 500, 500)
-    out: dict[str, Any] = {"operations": chunk}
-    if token:
-        out["nextPageToken"] = token
-    h.send_json(200, out)
+    _send_page(h, ops, "operations", 500, 500)
 
 
 @route("GET", _P + r"/operations/(?P<id>[^/:]+)", "ee.operations.get")
@@ -406,21 +405,13 @@ def _assets_list(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 def _list_children(h: _RequestHandler, parent: str) -> None:
-    chunk, token = _page(h.emu.ee.children(parent), h.query, 1000, 10000)
-    out: dict[str, Any] = {"assets": chunk}
-    if token:
-        out["nextPageToken"] = token
-    h.send_json(200, out)
+    _send_page(h, h.emu.ee.children(parent), "assets", 1000, 10000)
 
 
 @route("GET", _P + r"/assets/(?P<path>.+):listFeatures", "ee.assets.listFeatures")
 def _assets_list_features(h: _RequestHandler, m: re.Match[str]) -> None:
     features = h.emu.ee.table_features(f"projects/{m['project']}/assets/{m['path']}")
-    chunk, token = _page(features, h.query, 1000, 10000)
-    out: dict[str, Any] = {"type": "FeatureCollection", "features": chunk}
-    if token:
-        out["nextPageToken"] = token
-    h.send_json(200, out)
+    _send_page(h, features, "features", 1000, 10000, type="FeatureCollection")
 
 
 @route("POST", _P + r"/assets", "ee.assets.create")
@@ -462,11 +453,7 @@ def _drive_list(h: _RequestHandler, m: re.Match[str]) -> None:
             raise DriveError(400, f"Invalid Value: unsupported orderBy key {field!r}", "invalid")
         found.sort(key=lambda f, a=attr: getattr(f, a), reverse=direction.strip().lower() == "desc")
     files = [f.resource() for f in found]
-    chunk, token = _page(files, h.query, 100, 1000)
-    out: dict[str, Any] = {"kind": "drive#fileList", "files": chunk}
-    if token:
-        out["nextPageToken"] = token
-    h.send_json(200, out)
+    _send_page(h, files, "files", 100, 1000, kind="drive#fileList")
 
 
 @route("POST", _DRIVE + r"/files", "drive.files.create")

@@ -16,6 +16,7 @@ from typing import Any
 from airflow.providers.google.suite.hooks.drive import GoogleDriveHook
 from googleapiclient.http import MediaIoBaseDownload
 
+from airflow_provider_gee.checksums import verify_copy
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
 
@@ -28,10 +29,6 @@ FILE_FIELDS = "id, name, mimeType, parents, size, md5Checksum, createdTime"
 def quote(value: str) -> str:
     """A Drive query string literal (``'...'`` with ``\\`` and ``'`` escaped)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-class DownloadVerificationError(Exception):
-    """A downloaded file's size or md5 differs from what Drive reports; the Drive copy is kept."""
 
 
 class DriveHook(GeeConnectionMixin, GoogleDriveHook):
@@ -148,17 +145,11 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
                         time.sleep(delay)
                 fh.flush()
                 os.fsync(fh.fileno())
-            size = part.stat().st_size
-            expected_size = int(file.get("size") or 0)
+            what = f"{file['name']!r} (Drive id {file['id']})"
+            verify_copy(
+                what, part.stat().st_size, digest.hexdigest(), int(file.get("size") or 0), file.get("md5Checksum")
+            )
             md5 = digest.hexdigest()
-            if size != expected_size:
-                raise DownloadVerificationError(
-                    f"{file['name']!r} (Drive id {file['id']}): got {size} bytes, Drive reports {expected_size}."
-                )
-            if file.get("md5Checksum") and md5 != file["md5Checksum"]:
-                raise DownloadVerificationError(
-                    f"{file['name']!r} (Drive id {file['id']}): md5 {md5} differs from Drive's {file['md5Checksum']}."
-                )
             os.replace(part, target)
             return md5
         finally:

@@ -13,6 +13,7 @@ Two halves, on purpose:
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json as json_module
 import threading
 from collections.abc import Iterator, Sequence
@@ -141,6 +142,16 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
 
         return call_with_retry(once, self.retry_policy, f"{method} {path}")
 
+    def pages(self, path: str, page_size: int, max_pages: int | None = None) -> Iterator[dict[str, Any]]:
+        """The pages of a listing (``pageSize``/``pageToken``/``nextPageToken``), lazily."""
+        params: dict[str, Any] = {"pageSize": page_size}
+        for _ in itertools.count() if max_pages is None else range(max_pages):
+            page = self.request("GET", path, params=params)
+            yield page
+            if not page.get("nextPageToken"):
+                return
+            params = {"pageSize": page_size, "pageToken": page["nextPageToken"]}
+
     # ------------------------------------------------------------------ names
 
     def operation_name(self, operation: str) -> str:
@@ -178,27 +189,18 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         One listing serves many tasks: prefer it to one :meth:`get_operation` per task when many
         are watched at once.
         """
-        params: dict[str, Any] = {"pageSize": page_size}
-        while True:
-            page = self.request("GET", f"projects/{self.project}/operations", params=params)
+        for page in self.pages(f"projects/{self.project}/operations", page_size):
             yield from page.get("operations", [])
-            token = page.get("nextPageToken")
-            if not token:
-                return
-            params = {"pageSize": page_size, "pageToken": token}
 
     def count_active_operations(self) -> int:
         """Tasks the project has PENDING or RUNNING in EE (started by anyone), from the newest
         ``QUEUE_PAGES`` pages of the listing; stops early at a page with no active task."""
         active = 0
-        params: dict[str, Any] = {"pageSize": 500}
-        for _ in range(QUEUE_PAGES):
-            page = self.request("GET", f"projects/{self.project}/operations", params=params)
+        for page in self.pages(f"projects/{self.project}/operations", 500, max_pages=QUEUE_PAGES):
             in_page = count_active(page.get("operations", []))
             active += in_page
-            if not in_page or not page.get("nextPageToken"):
+            if not in_page:
                 break
-            params = {"pageSize": 500, "pageToken": page["nextPageToken"]}
         return active
 
     def cancel_operation(self, operation: str) -> None:
@@ -307,32 +309,18 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
             name = self.asset_name(root)
             prefix, stack = f"{name}/", [f"{name}:listAssets"]
         while stack:
-            current = stack.pop()
-            params: dict[str, Any] = {"pageSize": page_size}
-            while True:
-                page = self.request("GET", current, params=params)
+            for page in self.pages(stack.pop(), page_size):
                 for asset in page.get("assets", []):
                     relative = asset["name"].removeprefix(prefix)
                     if pattern is None or fnmatch.fnmatchcase(relative, pattern):
                         yield asset
                     if recursive and asset.get("type") == "FOLDER":
                         stack.append(f"{asset['name']}:listAssets")
-                token = page.get("nextPageToken")
-                if not token:
-                    break
-                params = {"pageSize": page_size, "pageToken": token}
 
     def list_features(self, table_id: str, *, page_size: int = 1000) -> Iterator[dict[str, Any]]:
         """The features of a table asset as GeoJSON dicts, page by page (no ``ee`` needed)."""
-        params: dict[str, Any] = {"pageSize": page_size}
-        name = self.asset_name(table_id)
-        while True:
-            page = self.request("GET", f"{name}:listFeatures", params=params)
+        for page in self.pages(f"{self.asset_name(table_id)}:listFeatures", page_size):
             yield from page.get("features", [])
-            token = page.get("nextPageToken")
-            if not token:
-                return
-            params = {"pageSize": page_size, "pageToken": token}
 
     def copy_asset(self, source_id: str, destination_id: str, *, overwrite: bool = False) -> dict[str, Any]:
         """Copy one asset; returns the new asset."""

@@ -25,8 +25,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 
-from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.hooks.drive import DownloadVerificationError, DriveHook
+from airflow_provider_gee.checksums import md5_file, verify_copy
+from airflow_provider_gee.exceptions import DownloadVerificationError, GeeConfigurationError
+from airflow_provider_gee.hooks.drive import DriveHook
 
 #: ``prefix-YYYYYYYYYY-XXXXXXXXXX.tif``: one part of a GeoTIFF export EE split by pixel offsets.
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
@@ -124,12 +125,8 @@ class _GcsSource:
         try:
             blob = self._bucket().blob(f.id, chunk_size=max(256 * 1024, chunk_size // (256 * 1024) * 256 * 1024))
             blob.download_to_filename(str(part), checksum=None)
-            md5 = _md5_file(part)
-            size = part.stat().st_size
-            if size != f.size or (f.md5 and md5 != f.md5):
-                raise DownloadVerificationError(
-                    f"gs://{self.bucket}/{f.id}: got {size} bytes md5 {md5}, expected {f.size} bytes md5 {f.md5}."
-                )
+            md5 = md5_file(part)
+            verify_copy(f"gs://{self.bucket}/{f.id}", part.stat().st_size, md5, f.size, f.md5)
             os.replace(part, target)
             return md5
         finally:
@@ -140,14 +137,6 @@ class _GcsSource:
 
     def where(self) -> str:
         return f"gs://{self.bucket}/{self.prefix}"
-
-
-def _md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class DriveHarvestOperator(BaseOperator):
@@ -315,15 +304,15 @@ class DriveHarvestOperator(BaseOperator):
         target = local / name
         action = "downloaded"
         if remote is None and target.exists():
-            existing_md5 = _md5_file(target)
+            existing_md5 = md5_file(target)
             if f.md5 and existing_md5 == f.md5 and target.stat().st_size == f.size:
                 action = "already there"  # a rerun: nothing to download
             else:  # never overwrite a different file
                 name = _with_suffix(name, (f.md5 or safe_name(f.id))[:8])
                 target = local / name
-                if target.exists() and _md5_file(target) == f.md5:
+                if target.exists() and md5_file(target) == f.md5:
                     action = "already there"
-        md5 = source.download(f, target, self.chunk_size) if action == "downloaded" else f.md5 or _md5_file(target)
+        md5 = source.download(f, target, self.chunk_size) if action == "downloaded" else f.md5 or md5_file(target)
         location = str(target)
         if remote is not None:
             location = self._upload(target, remote / name, md5)

@@ -9,8 +9,8 @@ import io
 import pytest
 from googleapiclient.errors import HttpError
 
-from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.hooks.drive import DownloadVerificationError, DriveHook
+from airflow_provider_gee.exceptions import DownloadVerificationError, GeeConfigurationError
+from airflow_provider_gee.hooks.drive import DriveHook
 from tests.helpers import admin
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,7 @@ import socket
 
 import pytest
 
-from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.hooks.drive import DownloadVerificationError
+from airflow_provider_gee.exceptions import DownloadVerificationError, GeeConfigurationError
 from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
 from airflow_provider_gee.operators.harvest import DriveHarvestOperator, RemoteFile, safe_name
 from airflow_provider_gee.triggers.task import summarize
@@ -101,7 +100,7 @@ def test_rerun_after_a_cut_connection_resumes_without_redownloading(gee_conn, em
 def test_corrupted_download_keeps_the_drive_file_and_fails_clearly(gee_conn, emulator, tmp_path):
     seed(emulator, "c", "bad.tif", 4000)
     admin(emulator, "faults", {"kind": "download", "mode": "corrupt", "match": "bad.tif"})
-    with pytest.raises(DownloadVerificationError, match=r"'bad.tif' .* md5 .* differs from Drive's"):
+    with pytest.raises(DownloadVerificationError, match=r"'bad.tif' .* md5 .* differs from the source's"):
         harvest(gee_conn, tmp_path, folder="c")
     assert list(tmp_path.iterdir()) == []
     assert emulator.stats()["drive_files"] == 1
