@@ -29,3 +29,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+BERLIN = [13.2134, 52.4152, 13.3019, 52.4873]
+
+
+def export_constant(hook: Any, request_id: str, value: float = 1, **export_args: Any) -> dict[str, Any]:
+    """Submit an image export of ``ee.Image.constant(value)`` over the Berlin example region to
+    Drive (description = request id, scale 1000 m unless given); return the operation."""
+    import ee
+
+    hook.initialize_ee()
+    args = {"description": request_id, "region": ee.Geometry.Rectangle(BERLIN), "scale": 1000, **export_args}
+    return hook.start_export(ee.Image.constant(value), kind="image", destination="drive", request_id=request_id, **args)

@@ -12,7 +12,7 @@ from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.drive import DriveHook
 from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
 from tests.conftest import TEST_PROJECT
-from tests.helpers import admin, wait_for
+from tests.helpers import admin, export_constant, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -100,44 +100,17 @@ def test_request_id_deduplicates_a_retried_export_after_a_lost_response(hook, em
     # The first POST is handled, then answered 503 as if the answer was lost: the hook retries
     # with the same requestId and must get the same operation back.
     admin(emulator, "faults", {"kind": "http", "route": "ee.image.export", "status": 503, "after": True})
-    op = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="dedup-1",
-        description="dedup",
-        region=ee.Geometry.Rectangle(BERLIN),
-        scale=500,
-    )
+    op = export_constant(hook, "dedup-1", description="dedup", scale=500)
     stats = emulator.stats()
     assert stats["requests"]["ee.image.export"] == 2
     assert stats["operations"] == 1
-    again = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="dedup-1",
-        description="dedup",
-        region=ee.Geometry.Rectangle(BERLIN),
-        scale=500,
-    )
+    again = export_constant(hook, "dedup-1", description="dedup", scale=500)
     assert again["name"] == op["name"]
     assert emulator.stats()["operations"] == 1
 
 
 def test_operations_are_listed_newest_first_across_pages(hook, emulator):
-    names = [
-        hook.start_export(
-            ee.Image.constant(i),
-            kind="image",
-            destination="drive",
-            request_id=f"page-{i}",
-            description=f"page-{i}",
-            region=ee.Geometry.Rectangle(BERLIN),
-            scale=1000,
-        )["name"]
-        for i in range(5)
-    ]
+    names = [export_constant(hook, f"page-{i}", i)["name"] for i in range(5)]
     listed = list(hook.list_operations(page_size=2))
     assert [op["name"] for op in listed] == names[::-1]
     assert emulator.stats()["requests"]["ee.operations.list"] == 3
@@ -147,18 +120,7 @@ def test_operations_are_listed_newest_first_across_pages(hook, emulator):
 
 @pytest.mark.emulator(ee_concurrency=2, task_seconds=0.3)
 def test_only_k_tasks_run_at_once_and_the_rest_wait_pending(hook, emulator):
-    names = [
-        hook.start_export(
-            ee.Image.constant(i),
-            kind="image",
-            destination="drive",
-            request_id=f"k-{i}",
-            description=f"k-{i}",
-            region=ee.Geometry.Rectangle(BERLIN),
-            scale=1000,
-        )["name"]
-        for i in range(5)
-    ]
+    names = [export_constant(hook, f"k-{i}", i)["name"] for i in range(5)]
     running_seen = 0
 
     def all_done() -> bool:
@@ -176,31 +138,14 @@ def test_only_k_tasks_run_at_once_and_the_rest_wait_pending(hook, emulator):
 
 def test_failed_task_message_reaches_the_client(hook, emulator):
     admin(emulator, "faults", {"kind": "task_failure", "match": "doomed*", "message": "Computation timed out."})
-    op = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="fail-1",
-        description="doomed-tile",
-        region=ee.Geometry.Rectangle(BERLIN),
-        scale=1000,
-    )
+    op = export_constant(hook, "fail-1", description="doomed-tile")
     done = wait_done(hook, op["name"])
     assert done["metadata"]["state"] == "FAILED"
     assert done["error"]["message"] == "Computation timed out."
 
 
 def test_too_many_pixels_fails_with_ees_message(hook):
-    op = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="big-1",
-        description="big",
-        region=ee.Geometry.Rectangle(BERLIN),
-        scale=10,
-        maxPixels=1000,
-    )
+    op = export_constant(hook, "big-1", description="big", scale=10, maxPixels=1000)
     done = wait_done(hook, op["name"])
     assert done["metadata"]["state"] == "FAILED"
     assert done["error"]["message"].startswith("Export too large: specified ")
@@ -245,15 +190,7 @@ def test_large_image_export_is_split_into_offset_named_parts(hook, emulator, tmp
 
 def test_cancel_ends_a_pending_task_cancelled(hook, emulator):
     admin(emulator, "config", {"ee_concurrency": 0})
-    op = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="cancel-1",
-        description="cancel",
-        region=ee.Geometry.Rectangle(BERLIN),
-        scale=1000,
-    )
+    op = export_constant(hook, "cancel-1", description="cancel")
     assert hook.get_operation(op["name"])["metadata"]["state"] == "PENDING"
     hook.cancel_operation(op["name"])
     done = wait_done(hook, op["name"])
@@ -312,15 +249,7 @@ def test_assets_folders_listing_copy_and_delete(hook, emulator):
 
 
 def test_transient_errors_are_retried_and_permanent_ones_are_not(hook, emulator):
-    op = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="retry-1",
-        description="retry",
-        region=ee.Geometry.Rectangle(BERLIN),
-        scale=1000,
-    )
+    op = export_constant(hook, "retry-1", description="retry")
     admin(emulator, "faults", {"kind": "http", "route": "ee.operations.get", "status": 429, "count": 2})
     before = emulator.stats()["requests"].get("ee.operations.get", 0)
     assert hook.get_operation(op["name"])["name"] == op["name"]

@@ -7,7 +7,7 @@ import pytest
 
 from airflow_provider_gee.operators.export import request_id, sanitize_description
 from airflow_provider_gee.tiling import grid_tiles
-from tests.helpers import admin
+from tests.helpers import admin, export_constant
 from tests.helpers_dags import run_dag, task_instances, xcom_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -137,21 +137,7 @@ def test_sensor_waits_by_name_and_by_prefix(gee_conn, emulator):
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
-    hook.initialize_ee()
-    import ee
-
-    names = [
-        hook.start_export(
-            ee.Image.constant(i),
-            kind="image",
-            destination="drive",
-            request_id=f"s-{i}",
-            description=f"notebook-{i}",
-            region=ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5]),
-            scale=1000,
-        )["name"]
-        for i in range(3)
-    ]
+    names = [export_constant(hook, f"s-{i}", i, description=f"notebook-{i}")["name"] for i in range(3)]
     source = (
         HEADER
         + f"""
@@ -176,20 +162,8 @@ def test_admission_control_waits_while_ees_queue_is_full(gee_conn, emulator, cap
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
-    hook.initialize_ee()
-    import ee
-
     outside = [  # started by somebody else, outside Airflow
-        hook.start_export(
-            ee.Image.constant(i),
-            kind="image",
-            destination="drive",
-            request_id=f"o-{i}",
-            description=f"outside-{i}",
-            region=ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5]),
-            scale=1000,
-        )["name"]
-        for i in range(3)
+        export_constant(hook, f"o-{i}", i, description=f"outside-{i}")["name"] for i in range(3)
     ]
     assert hook.count_active_operations() == 3
     release = threading.Timer(3.0, lambda: admin(emulator, "config", {"ee_concurrency": 5}))
@@ -225,18 +199,7 @@ def test_on_kill_cancels_the_running_ee_task(gee_conn, emulator):
     from airflow_provider_gee.triggers.task import summarize
 
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
-    hook.initialize_ee()
-    import ee
-
-    op = hook.start_export(
-        ee.Image.constant(1),
-        kind="image",
-        destination="drive",
-        request_id="kill-1",
-        description="kill",
-        region=ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5]),
-        scale=1000,
-    )
+    op = export_constant(hook, "kill-1", description="kill")
     task = GeeExportOperator(task_id="export", build=lambda tile, ctx: None, region={}, gcp_conn_id=gee_conn)
     task.on_kill()  # nothing submitted by this instance: nothing to cancel
     assert hook.get_operation(op["name"])["metadata"]["state"] == "PENDING"

@@ -8,28 +8,13 @@ import pytest
 
 from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 from airflow_provider_gee.triggers.task import GET_EACH_UP_TO, GeeTaskTrigger, OperationPoller
-from tests.helpers import admin
+from tests.helpers import admin, export_constant
 
 pytestmark = pytest.mark.integration
 
 
 def submit(hook: EarthEngineHook, n: int) -> list[str]:
-    import ee
-
-    hook.initialize_ee()
-    region = ee.Geometry.Rectangle([13.2, 52.4, 13.3, 52.5])
-    return [
-        hook.start_export(
-            ee.Image.constant(i),
-            kind="image",
-            destination="drive",
-            request_id=f"share-{i}",
-            description=f"share-{i}",
-            region=region,
-            scale=5000,
-        )["name"]
-        for i in range(n)
-    ]
+    return [export_constant(hook, f"share-{i}", i, scale=5000)["name"] for i in range(n)]
 
 
 @pytest.mark.emulator(ee_concurrency=0, task_seconds=0.05)
