@@ -36,6 +36,7 @@ def get_provider_info() -> dict:
                     "airflow_provider_gee.operators.tiling",
                     "airflow_provider_gee.operators.export",
                     "airflow_provider_gee.operators.harvest",
+                    "airflow_provider_gee.operators.assets",
                 ],
             }
         ],

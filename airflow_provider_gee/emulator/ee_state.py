@@ -349,6 +349,9 @@ class EarthEngineState:
         eecu = round(len(collection.features) * 1e-4, 6)
         if not file_opts:
             feats = [f.to_geojson() for f in collection.features]
+            truncate = self.faults.take("truncate", op.metadata["description"])
+            if truncate:
+                feats = feats[: max(0, len(feats) - truncate.drop)]
             return self._store_asset(op, "TABLE", {"_features": feats}), eecu
         fmt = str(file_opts.get("fileFormat") or "CSV")
         with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:

@@ -357,7 +357,10 @@ def _feature(geometry: Any = None, metadata: Any = None) -> Feature:
     return Feature(_as_geometry(geometry) if geometry is not None else None, dict(metadata or {}))
 
 
-def _collection(features: Any) -> FeatureCollection:
+def _collection(features: Any) -> FeatureCollection | list[FeatureCollection]:
+    """A collection of features, or (as EE allows before ``flatten``) of collections."""
+    if features and all(isinstance(f, FeatureCollection) for f in features):
+        return list(features)
     out = []
     for f in features:
         if isinstance(f, Feature):

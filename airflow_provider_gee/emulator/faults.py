@@ -11,6 +11,8 @@ Kinds of rule (JSON objects):
 * ``{"kind": "download", "mode": "cut" | "corrupt" | "slow", "match": "*.tif", "count": 1,
   "after_bytes": 1000, "bytes_per_second": 100000}``: Drive media downloads of matching file
   names are cut after ``after_bytes``, get one byte flipped, or are throttled.
+* ``{"kind": "truncate", "match": "merge*", "drop": 1}``: the next table export to an asset whose
+  description matches silently loses ``drop`` features (a wrong count to detect).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("http", "task_failure", "download")
+KINDS = ("http", "task_failure", "download", "truncate")
 DOWNLOAD_MODES = ("cut", "corrupt", "slow")
 
 
@@ -37,6 +39,7 @@ class FaultRule:
     mode: str = "cut"
     after_bytes: int = 0
     bytes_per_second: float = 1_000_000.0
+    drop: int = 1
     fired: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -57,6 +60,7 @@ class FaultRule:
             mode=str(data.get("mode", "cut")),
             after_bytes=int(data.get("after_bytes", 0)),
             bytes_per_second=float(data.get("bytes_per_second", 1_000_000)),
+            drop=int(data.get("drop", 1)),
             rng=random.Random(data.get("seed", 0)),
         )
         if rule.kind == "download" and rule.mode not in DOWNLOAD_MODES:

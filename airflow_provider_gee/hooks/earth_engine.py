@@ -58,6 +58,15 @@ _ee_lock = threading.Lock()
 _ee_initialized_for: tuple[str, str, str] | None = None
 
 
+def check_relative_pattern(pattern: str) -> None:
+    """Asset patterns are relative to a folder: no ``..`` part, no leading ``/``."""
+    if pattern.startswith("/") or ".." in pattern.split("/") or pattern.startswith("projects/"):
+        raise GeeConfigurationError(
+            f"Pattern {pattern!r} could reach outside its folder: use a pattern relative to the folder, "
+            "without '..' or a leading '/'."
+        )
+
+
 class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
     """Talk to Earth Engine with the credentials of a ``google_cloud_platform`` connection.
 
@@ -337,6 +346,28 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         except EarthEngineError as exc:
             if not (missing_ok and exc.status_code == 404):
                 raise
+
+    def delete_tree(self, folder: str, *, pattern: str = "*", dry_run: bool = True) -> list[str]:
+        """Delete the assets under ``folder`` whose relative path matches ``pattern`` (children
+        before their folders), or with ``dry_run`` only list them. Refuses anything that could reach
+        outside ``folder``: patterns with ``..`` or a leading ``/``, and any listed name not under it.
+        """
+        check_relative_pattern(pattern)
+        root = self.asset_name(folder)
+        if self.get_asset(root) is None:
+            raise GeeConfigurationError(f"Asset folder {root!r} does not exist.")
+        doomed = [a["name"] for a in self.list_assets(root, recursive=True, pattern=pattern)]
+        outside = [n for n in doomed if not n.startswith(root + "/")]
+        if outside:
+            raise GeeConfigurationError(f"Refusing to delete {outside[:3]}: not inside {root!r}.")
+        doomed.sort(key=lambda n: n.count("/"), reverse=True)  # deepest first: folders empty out
+        for name in doomed:
+            if dry_run:
+                self.log.info("Would delete %s", name)
+            else:
+                self.delete_asset(name, missing_ok=True)
+                self.log.info("Deleted %s", name)
+        return doomed
 
     # ------------------------------------------------------------------ the ee client
 

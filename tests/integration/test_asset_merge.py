@@ -1,0 +1,119 @@
+"""AssetMergeOperator and safe asset housekeeping, in real DAG runs against the emulator (whose
+evaluator builds the merged table from the parts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+from tests.conftest import TEST_PROJECT
+from tests.helpers import admin
+from tests.helpers_dags import run_dag, xcom_values
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+
+def seed_parts(emulator, n: int, folder: str = "parts", per_part: int = 2) -> int:
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/{folder}", "type": "FOLDER"})
+    for i in range(n):
+        features = [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [13.2 + i / 1000, 52.4 + k / 1000]},
+                "properties": {"part": i, "k": k, **({"extra": "x"} if i == 0 else {})},
+            }
+            for k in range(per_part)
+        ]
+        admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/{folder}/p{i:04d}", "type": "TABLE",
+                                   "features": features})  # fmt: skip
+    return n * per_part
+
+
+def merge_dag(**options: object) -> str:
+    opts = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    return f"""
+import pendulum
+from airflow.sdk import DAG
+from airflow_provider_gee.operators.assets import AssetMergeOperator
+
+with DAG("DAG_ID", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+    AssetMergeOperator(task_id="merge", gcp_conn_id="gee_test", poll_interval=0.2, retries=0, {opts})
+"""
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_twenty_five_parts_are_merged_verified_and_deleted(gee_conn, emulator):
+    total = seed_parts(emulator, 25)
+    run, _ = run_dag(merge_dag(source_folder="parts", pattern="p*", destination_asset="merged/all"))
+    assert run.state == "failed"  # the destination's folder does not exist yet: EE's error
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    run, dag_id = run_dag(merge_dag(source_folder="parts", pattern="p*", destination_asset="merged/all",
+                                    delete_sources=True))  # fmt: skip
+    assert run.state == "success"
+    result = xcom_values(dag_id, "merge")[0]
+    assert result["feature_count"] == total and len(result["deleted"]) == 25
+    assert result["properties"] == ["extra", "k", "part"]
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert hook.get_asset("merged/all")["featureCount"] == str(total)
+    assert [a["id"] for a in hook.list_assets("parts")] == []
+    merged = list(hook.list_features("merged/all"))
+    assert sorted((f["properties"]["part"], f["properties"]["k"]) for f in merged) == [
+        (i, k) for i in range(25) for k in range(2)
+    ]
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_a_failed_merge_or_a_wrong_count_keeps_every_part(gee_conn, emulator):
+    seed_parts(emulator, 5)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    admin(emulator, "faults", {"kind": "task_failure", "match": "merge*", "message": "Computation timed out."})
+    run, _ = run_dag(merge_dag(source_folder="parts", destination_asset="merged/a", delete_sources=True))
+    assert run.state == "failed"
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert len(list(hook.list_assets("parts"))) == 5
+    admin(emulator, "faults", {"kind": "truncate", "match": "merge*", "drop": 1})
+    run, _ = run_dag(merge_dag(source_folder="parts", destination_asset="merged/b", delete_sources=True))
+    assert run.state == "failed"
+    assert len(list(hook.list_assets("parts"))) == 5
+    assert hook.get_asset("merged/b")["featureCount"] == "9"  # the short result stays for inspection
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(ee_concurrency=6, task_seconds=0.05)
+def test_twelve_hundred_parts_merge_in_levels_without_leftovers(gee_conn, emulator):
+    total = seed_parts(emulator, 1200, per_part=1)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    run, _dag_id = run_dag(merge_dag(source_folder="parts", destination_asset="merged/big", delete_sources=True))
+    assert run.state == "success"
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert hook.get_asset("merged/big")["featureCount"] == str(total)
+    assert [a["id"] for a in hook.list_assets("merged")] == ["merged/big"]  # no intermediates left
+    assert list(hook.list_assets("parts")) == []
+    stats = emulator.stats()
+    assert stats["operations"] == 13  # 12 merges of 100 parts, then one of the 12 intermediates
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_existing_destination_with_the_right_count_is_kept(gee_conn, emulator):
+    seed_parts(emulator, 3)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    run, _ = run_dag(merge_dag(source_folder="parts", destination_asset="merged/x"))
+    assert run.state == "success"
+    run, dag_id = run_dag(merge_dag(source_folder="parts", destination_asset="merged/x"))
+    assert run.state == "success" and xcom_values(dag_id, "merge")[0]["export_skipped"] is True
+    assert emulator.stats()["operations"] == 1
+
+
+def test_cleanup_dry_run_lists_and_refuses_to_leave_its_folder(gee_conn, emulator):
+    seed_parts(emulator, 3)
+    seed_parts(emulator, 2, folder="keep")
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    listed = hook.delete_tree("parts", pattern="p000[01]")
+    assert [n.rsplit("/", 1)[1] for n in listed] == ["p0000", "p0001"]
+    assert len(list(hook.list_assets("parts"))) == 3  # dry run: nothing deleted
+    for bad in ("../keep/*", "/keep", f"projects/{TEST_PROJECT}/assets/keep/*"):
+        with pytest.raises(GeeConfigurationError, match="could reach outside its folder"):
+            hook.delete_tree("parts", pattern=bad, dry_run=False)
+    assert len(hook.delete_tree("parts", dry_run=False)) == 3
+    assert hook.get_asset("parts") is not None and len(list(hook.list_assets("keep"))) == 2
