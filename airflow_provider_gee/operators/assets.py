@@ -40,6 +40,8 @@ class AssetMergeOperator(BaseOperator):
     :param delete_sources: delete the parts after the merged table is verified.
     :param overwrite: replace a destination whose count is wrong.
     :param max_parts_per_merge: parts merged by one EE export; more go through levels.
+    :param max_parallel_merges: merge exports of a level in flight at once. The default 1 keeps the
+        pool's rule (one slot, one EE task); raise it with ``pool_slots`` to match.
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.
     :param poll_interval: seconds between status checks.
@@ -60,6 +62,7 @@ class AssetMergeOperator(BaseOperator):
         delete_sources: bool = False,
         overwrite: bool = False,
         max_parts_per_merge: int = 100,
+        max_parallel_merges: int = 1,
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
         poll_interval: float = 10.0,
@@ -76,6 +79,7 @@ class AssetMergeOperator(BaseOperator):
         self.delete_sources = delete_sources
         self.overwrite = overwrite
         self.max_parts_per_merge = max_parts_per_merge
+        self.max_parallel_merges = max_parallel_merges
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
         self.poll_interval = poll_interval
@@ -145,93 +149,95 @@ class AssetMergeOperator(BaseOperator):
                 raise GeeConfigurationError(
                     f"{destination!r} exists with {have} features, not the parts' {total}: pass overwrite=True."
                 )
-        return self._start_level(context, parts, counts, level=1, intermediates=[], parts=parts, part_counts=counts)
+        return self._advance(context, self._level_plan(1, parts, counts, intermediates=[], parts=parts))
 
-    def _start_level(
-        self,
-        context: Context,
-        inputs: list[str],
-        counts: dict[str, int],
-        level: int,
-        intermediates: list[str],
-        parts: list[str],
-        part_counts: dict[str, int],
+    def _level_plan(
+        self, level: int, inputs: list[str], counts: dict[str, int], intermediates: list[str], parts: list[str]
     ) -> dict[str, Any]:
-        import ee
-
+        """One level: groups of inputs, each merged into one target (the destination, last)."""
         destination = self.hook.asset_name(self.destination_asset)
-        groups = [inputs[i : i + self.max_parts_per_merge] for i in range(0, len(inputs), self.max_parts_per_merge)]
+        size = self.max_parts_per_merge
+        groups = [inputs[i : i + size] for i in range(0, len(inputs), size)]
         final = len(groups) == 1
         targets = [destination] if final else [f"{destination}__merge_l{level}_{i:04d}" for i in range(len(groups))]
-        self.hook.initialize_ee()
+        return {
+            "level": level, "groups": groups, "targets": targets, "next": 0,
+            "expected": {t: sum(counts[p] for p in g) for g, t in zip(groups, targets, strict=True)},
+            "intermediates": intermediates + ([] if final else targets), "parts": parts,
+        }  # fmt: skip
+
+    def _advance(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
+        """Submit the next merges (at most ``max_parallel_merges`` at once, so the pool keeps its
+        meaning), defer until they end, verify each finished level, go on to the next."""
+        import ee
+
         ti = context["ti"]
-        operations, expected = [], {}
-        for index, (group, target) in enumerate(zip(groups, targets, strict=True)):
-            expected[target] = sum(counts[g] for g in group)
-            existing = self.hook.get_asset(target)
-            if existing is not None and not final and int(existing.get("featureCount", -1)) == expected[target]:
-                continue  # an intermediate from an earlier try, already right
-            merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()
-            description = sanitize_description(f"merge.{ti.dag_id}.{ti.task_id}.l{level}.{index:04d}")
-            # one requestId per try, level and group: a new try after a failed merge starts afresh
-            rid = f"{request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)}-l{level}-{index:04d}"
-            op = self.hook.start_export(
-                merged, kind="table", destination="asset", request_id=rid, description=description,
-                assetId=target, overwrite=final and self.overwrite,
-            )  # fmt: skip
-            operations.append(op["name"])
-        if not final:
-            intermediates = intermediates + targets
-        self.log.info(
-            "Level %d: %d merge export(s) of up to %d parts", level, len(operations), self.max_parts_per_merge
-        )
-        state = {"level": level, "targets": targets, "expected": expected, "intermediates": intermediates,
-                 "parts": parts, "part_counts": part_counts}  # fmt: skip
-        if not operations:
-            return self._level_done(context, {"status": "success", "operations": {}}, **state)
-        # the level's plan survives the deferral (and retries) in the task state store
-        context["task_state_store"].set(_STATE_KEY, state)
-        self.defer(
-            trigger=GeeTaskTrigger(
-                operations,
-                gcp_conn_id=self.gcp_conn_id,
-                impersonation_chain=self.impersonation_chain,
-                poll_interval=self.poll_interval,
-            ),
-            method_name="level_complete",
-        )
+        while True:
+            operations = []
+            while plan["next"] < len(plan["groups"]) and len(operations) < self.max_parallel_merges:
+                index = plan["next"]
+                plan["next"] += 1
+                group, target = plan["groups"][index], plan["targets"][index]
+                final = len(plan["targets"]) == 1
+                existing = self.hook.get_asset(target)
+                if (
+                    not final
+                    and existing is not None
+                    and int(existing.get("featureCount", -1)) == plan["expected"][target]
+                ):
+                    continue  # an intermediate from an earlier try, already right
+                self.hook.initialize_ee()
+                merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()
+                level = plan["level"]
+                description = sanitize_description(f"merge.{ti.dag_id}.{ti.task_id}.l{level}.{index:04d}")
+                # one requestId per try, level and group: a new try after a failed merge starts afresh
+                rid = (
+                    f"{request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)}-l{level}-{index:04d}"
+                )
+                op = self.hook.start_export(
+                    merged, kind="table", destination="asset", request_id=rid, description=description,
+                    assetId=target, overwrite=final and self.overwrite,
+                )  # fmt: skip
+                operations.append(op["name"])
+            if operations:
+                self.log.info(
+                    "Level %d: merging group(s) up to %d of %d", plan["level"], plan["next"], len(plan["groups"])
+                )
+                context["task_state_store"].set(_STATE_KEY, plan)  # survives the deferral and retries
+                self.defer(
+                    trigger=GeeTaskTrigger(
+                        operations,
+                        gcp_conn_id=self.gcp_conn_id,
+                        impersonation_chain=self.impersonation_chain,
+                        poll_interval=self.poll_interval,
+                    ),
+                    method_name="level_complete",
+                )
+            if plan["next"] < len(plan["groups"]):
+                continue  # every group of this batch was already complete
+            for target in plan["targets"]:  # verify the whole level before using it
+                have = self._count(target)
+                if have != plan["expected"][target]:
+                    raise EarthEngineError(
+                        f"{target} holds {have} features, expected {plan['expected'][target]}: not deleting anything."
+                    )
+            if len(plan["targets"]) == 1:
+                part_counts = {p: self._count(p) for p in plan["parts"]}
+                return self._finish(context, plan["parts"], part_counts, plan["intermediates"], skipped=False)
+            plan = self._level_plan(plan["level"] + 1, plan["targets"], plan["expected"], plan["intermediates"],
+                                    plan["parts"])  # fmt: skip
 
     def level_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after a level's merge exports ended."""
-        return self._level_done(context, event, **context["task_state_store"].get(_STATE_KEY))
-
-    def _level_done(
-        self,
-        context: Context,
-        event: dict[str, Any],
-        level: int,
-        targets: list[str],
-        expected: dict[str, int],
-        intermediates: list[str],
-        parts: list[str],
-        part_counts: dict[str, int],
-    ) -> dict[str, Any]:
+        """Resume after a batch of merge exports ended."""
+        plan = context["task_state_store"].get(_STATE_KEY)
         if event.get("status") != "success":
             failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
             message = (failed[0].get("error") if failed else None) or event.get("message", "merge failed")
             raise EarthEngineTaskFailed(
-                f"Merge level {level} failed: {message}. Every part is kept.",
+                f"Merge level {plan['level']} failed: {message}. Every part is kept.",
                 operation=failed[0]["name"] if failed else "", state=failed[0]["state"] if failed else "FAILED",
             )  # fmt: skip
-        for target in targets:  # verify each level before going on
-            have = self._count(target)
-            if have != expected[target]:
-                raise EarthEngineError(
-                    f"{target} holds {have} features, expected {expected[target]}: not deleting anything."
-                )
-        if len(targets) > 1:
-            return self._start_level(context, targets, expected, level + 1, intermediates, parts, part_counts)
-        return self._finish(context, parts, part_counts, intermediates, skipped=False)
+        return self._advance(context, plan)
 
     def _finish(
         self, context: Context, parts: list[str], counts: dict[str, int], intermediates: list[str], skipped: bool

@@ -92,6 +92,7 @@ def test_twelve_hundred_parts_merge_in_levels_without_leftovers(gee_conn, emulat
     assert list(hook.list_assets("parts")) == []
     stats = emulator.stats()
     assert stats["operations"] == 13  # 12 merges of 100 parts, then one of the 12 intermediates
+    assert stats["peak_in_flight"] == 1  # one merge at a time: the merging task's one pool slot
 
 
 @pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
