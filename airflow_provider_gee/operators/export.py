@@ -111,7 +111,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options",
+        "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options", "scale",
+        "tile",
     )  # fmt: skip
     operator_extra_links = (EarthEngineTaskLink(), DriveFolderLink(), EarthEngineAssetLink())
     external_id_key = "gee_operation"

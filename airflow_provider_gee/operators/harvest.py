@@ -159,7 +159,8 @@ class DriveHarvestOperator(BaseOperator):
     :param impersonation_chain: optional service account(s) to impersonate.
     """
 
-    template_fields: Sequence[str] = ("folder", "folder_id", "prefix", "bucket", "destination")
+    # export_result is templated so that an upstream ``.output`` resolves inside mapped task groups
+    template_fields: Sequence[str] = ("folder", "folder_id", "prefix", "bucket", "destination", "export_result")
     ui_color = "#d2e3ec"
 
     def __init__(

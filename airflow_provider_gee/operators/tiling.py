@@ -38,7 +38,7 @@ class GridTilesOperator(BaseOperator):
 
     :param region: a vector file path, WKT/GeoJSON, a bbox ``[minx, miny, maxx, maxy]`` or an EE
         table asset id (templated). See :func:`airflow_provider_gee.tiling.read_region`.
-    :param cell_size: cell edge in ``units``.
+    :param cell_size: cell edge in ``units`` (templated; use ``render_template_as_native_obj``).
     :param units: ``"degrees"`` or ``"metres"``.
     :param crs: the grid's CRS (metres: a projected CRS, default EPSG:6933).
     :param clip: clip tile geometries to the region.
@@ -49,7 +49,7 @@ class GridTilesOperator(BaseOperator):
     :param gcp_conn_id: connection for reading an EE table asset as region.
     """
 
-    template_fields: Sequence[str] = ("region", "layer")
+    template_fields: Sequence[str] = ("region", "cell_size", "layer")
     ui_color = "#e8f4e8"
 
     def __init__(
