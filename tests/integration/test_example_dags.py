@@ -35,3 +35,29 @@ def test_demo_harness_runs_the_tiled_export_example(tmp_path):
     manifest = json.loads(Path(summary["manifest"]).read_text())
     assert manifest["by_status"] == {"harvested": 12}
     assert Path(summary["tiles_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_point_sampling_example_merges_and_downloads_every_point(emulator, monkeypatch, tmp_path):
+    import importlib.util
+    import os
+    import shutil
+
+    import geopandas as gpd
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", json.dumps(emulator.connection()))
+    path = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "gee_point_sampling.py"
+    shutil.copy(ROOT / "example_dags" / "gee_point_sampling.py", path)
+    spec = importlib.util.spec_from_file_location("gee_point_sampling_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "samples.gpkg"
+    run = module.dag.test(run_conf={"output": str(output)})
+    assert run.state == "success"
+    samples = gpd.read_file(output)
+    assert len(samples) == 1000 and sorted(samples["point_id"]) == list(range(1000))
+    assert {"longitude", "latitude"} <= set(samples.columns)
+    stats = emulator.stats()
+    assert stats["operations_by_state"] == {"SUCCEEDED": stats["operations"]}
+    assert [a for a in emulator.ee.assets if "/point_samples/" in a] == []  # parts deleted after verification
