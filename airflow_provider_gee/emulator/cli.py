@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a non-loopback --host (only inside an isolated container network)",
     )
     p.add_argument(
+        "--public-url",
+        default=None,
+        help="URL clients reach the emulator at (e.g. http://gee-emulator:8085 in docker compose)",
+    )
+    p.add_argument(
         "--print-connection",
         action="store_true",
         help="print an Airflow connection (JSON) for this emulator after the 'listening' line",
@@ -68,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--connection-file",
         default=None,
-        help="also write that connection JSON to this file (readable by the owner only)",
+        help='also write {"google_cloud_default": <connection>} to this file (the JSON format of '
+        "Airflow's LocalFilesystemBackend connections file)",
     )
     return p
 
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             state_dir=args.state_dir,
             require_auth=args.require_auth,
             allow_remote=args.allow_remote,
+            public_url=args.public_url,
         )
     except (ValueError, OSError) as exc:
         print(f"gee-emulator: {exc}", file=sys.stderr)
@@ -99,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.connection_file:
         import os
 
-        fd = os.open(args.connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(args.connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "w") as fh:
-            json.dump(server.connection(), fh)
+            json.dump({"google_cloud_default": server.connection()}, fh)
     print(f"listening on {server.url}", flush=True)
     if args.print_connection:
         print(json.dumps(server.connection()), flush=True)

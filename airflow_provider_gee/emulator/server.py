@@ -59,6 +59,8 @@ class EmulatorServer:
     :param port: 0 picks a free port.
     :param state_dir: keep state (operations, assets, Drive) across restarts in this folder.
     :param require_auth: every API route needs a bearer token from ``/token`` signed by a trusted key.
+    :param allow_remote: allow a non-loopback ``host`` (only inside an isolated container network).
+    :param public_url: the URL clients reach the emulator at, when it is not ``http://host:port``.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class EmulatorServer:
         state_dir: str | Path | None = None,
         require_auth: bool = False,
         allow_remote: bool = False,
+        public_url: str | None = None,
     ) -> None:
         if not allow_remote and not is_loopback(host):
             raise ValueError(
@@ -90,7 +93,9 @@ class EmulatorServer:
         self.httpd.emulator = self
         self.host, self.port = self.httpd.server_address[:2]
         display_host = f"[{self.host}]" if ":" in str(self.host) else self.host
-        self.url = f"http://{display_host}:{self.port}"
+        # the URL clients use (in the connection and the key's token_uri): in a container network
+        # it is the service's name, not the bind address
+        self.url = (public_url or f"http://{display_host}:{self.port}").rstrip("/")
         self.auth = TokenAuthority(f"{self.url}/token")
         self.service_account_key = generate_service_account_key(f"{self.url}/token", self.config.project)
         self.auth.trust(self.service_account_key)

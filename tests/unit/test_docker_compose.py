@@ -1,0 +1,43 @@
+"""docker/: the compose file describes the CeleryExecutor deployment the README promises."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+
+def compose() -> dict:
+    return yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+
+
+def test_services_of_a_celery_deployment_are_there():
+    services = compose()["services"]
+    for name in ("postgres", "redis", "airflow-init", "airflow-api-server", "airflow-scheduler",
+                 "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "gee-emulator"):  # fmt: skip
+        assert name in services, name
+    assert services["airflow-worker"]["deploy"]["replicas"] >= 2
+    assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert services["gee-emulator"]["profiles"] == ["emulator"]
+
+
+def test_images_are_pinned():
+    services = compose()["services"]
+    for name, service in services.items():
+        image = service.get("image")
+        assert image and re.fullmatch(r"[\w./-]+:\d+(\.\d+)+", image), (name, image)
+    assert re.search(r"^FROM apache/airflow:3\.3\.\d+-python3\.11$", (DOCKER / "Dockerfile").read_text(), re.M)
+    assert "-c /opt/provider/requirements/constraints.txt" in (DOCKER / "Dockerfile").read_text()
+
+
+def test_init_creates_the_pool_with_include_deferred():
+    init = compose()["services"]["airflow-init"]
+    script = "\n".join(init["command"])
+    assert "airflow db migrate" in script
+    assert re.search(r"airflow pools set gee_tasks .* --include-deferred", script)
+    for name in ("airflow-api-server", "airflow-scheduler", "airflow-triggerer", "airflow-worker"):
+        depends = compose()["services"][name]["depends_on"]
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully"
