@@ -81,10 +81,23 @@ class AirflowStack:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _airflow(self, *args: str, timeout: float = 300) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "airflow", *args], env=self.env, check=True, capture_output=True, timeout=timeout
-        )
+    def airflow(self, *args: str, timeout: float = 300) -> str:
+        """Run an ``airflow`` CLI command against this deployment; return its output.
+
+        SQLite allows one writer: a CLI command that meets the running scheduler's write lock is
+        tried again (three times at most).
+        """
+        for attempt in range(3):
+            done = subprocess.run(
+                [sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            )
+            output = done.stderr or done.stdout
+            if not done.returncode:
+                return done.stdout
+            if "database is locked" not in output or attempt == 2:
+                raise RuntimeError(f"airflow {' '.join(args)} failed: {output[-3000:]}")
+            time.sleep(2)
+        raise AssertionError("unreachable")
 
     def _spawn(self, name: str) -> None:
         log = (self.home / f"{name}.log").open("ab")
@@ -94,7 +107,7 @@ class AirflowStack:
         )  # fmt: skip
 
     def start(self, timeout: float = 180) -> AirflowStack:
-        self._airflow("db", "migrate")
+        self.airflow("db", "migrate")
         self._spawn("api-server")
         self._wait(lambda: self._ok("/execution/health"), timeout, "the api-server to answer")
         for name, slots in self.pools.items():

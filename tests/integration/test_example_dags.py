@@ -61,3 +61,58 @@ def test_point_sampling_example_merges_and_downloads_every_point(emulator, monke
     stats = emulator.stats()
     assert stats["operations_by_state"] == {"SUCCEEDED": stats["operations"]}
     assert [a for a in emulator.ee.assets if "/point_samples/" in a] == []  # parts deleted after verification
+
+
+@pytest.mark.slow
+@pytest.mark.emulator(ee_concurrency=3, task_seconds=0.5)
+def test_monthly_backfill_exports_each_month_once_even_when_rerun(emulator, tmp_path):
+    import shutil
+    import time
+
+    from airflow_provider_gee.emulator.airflow_stack import AirflowStack
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(ROOT / "example_dags" / "gee_monthly_timeseries.py", dags)
+    env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(emulator.connection())}
+    dag_id = "gee_monthly_timeseries"
+
+    def runs(stack) -> list[dict]:
+        # the scheduler adds the latest month on its own (catchup=False): count the backfill's
+        all_runs = stack.api("GET", f"dags/{dag_id}/dagRuns", params={"limit": 50})["dag_runs"]
+        return [r for r in all_runs if r["run_type"] == "backfill"]
+
+    def wait_all_success(stack, count: int) -> list[dict]:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            current = runs(stack)
+            if len(current) == count and all(r["state"] == "success" for r in current):
+                return current
+            assert not [r for r in current if r["state"] == "failed"], current
+            time.sleep(2)
+        pytest.fail("backfill did not finish")
+
+    with AirflowStack(tmp_path / "home", dags, env=env) as stack:
+        stack.wait_for_dag(dag_id)
+        stack.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", "2024-01-01", "--to-date", "2024-03-01")
+        first = wait_all_success(stack, 3)
+        ops_after_first = emulator.stats()["operations"]
+        # one backfill per DAG at a time: wait until the scheduler marks the first one complete
+        deadline = time.monotonic() + 120
+        while any(
+            b["completed_at"] is None for b in stack.api("GET", "backfills", params={"dag_id": dag_id})["backfills"]
+        ):
+            assert time.monotonic() < deadline, "the first backfill was never marked complete"
+            time.sleep(2)
+        stack.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", "2024-01-01",
+                       "--to-date", "2024-03-01", "--reprocess-behavior", "completed")  # fmt: skip
+        time.sleep(3)
+        again = wait_all_success(stack, 3)
+    assert sorted(r["logical_date"][:7] for r in first) == ["2024-01", "2024-02", "2024-03"]
+    assert [r["end_date"] for r in again] != [r["end_date"] for r in first]  # the months ran again
+    stats = emulator.stats()
+    assert stats["operations"] == ops_after_first  # re-running the months started no EE task
+    assert stats["operations_by_state"] == {"SUCCEEDED": stats["operations"]}
+    periods = [op.metadata["description"].rsplit(".", 1)[1][:6] for op in emulator.ee.operations.values()]
+    backfilled = sorted(p for p in periods if p.startswith("2024"))
+    assert backfilled == ["202401"] * 6 + ["202402"] * 6 + ["202403"] * 6  # 6 tiles x 3 months, each once
