@@ -40,13 +40,16 @@ def run_demo(
     ee_concurrency: int = 3,
     task_seconds: float = 2.0,
     drive_quota_bytes: int = 450_000,
-    dags_folder: Path = ROOT / "example_dags",
+    example: Path = ROOT / "example_dags" / "gee_tiled_image_export.py",
 ) -> dict[str, Any]:
     """Run the example DAG once; return the summary (also written to ``out/summary.json``)."""
     started = time.monotonic()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    dags_folder = out / "dags"  # this example only: the scheduled examples would add runs of their own
+    dags_folder.mkdir()
+    shutil.copy(example, dags_folder)
     emulator = subprocess.Popen(
         [sys.executable, "-m", "airflow_provider_gee.emulator", "--port", "0", "--print-connection",
          "--project", "gee-demo-project", "--ee-concurrency", str(ee_concurrency),
