@@ -5,6 +5,7 @@ subset of the ``q`` query language that EE users and the provider send.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 import secrets
 import shutil
@@ -153,15 +154,13 @@ class DriveStore:
     def reset(self) -> None:
         with self.lock:
             for f in list(self.files.values()):
-                self._blob(f.id).unlink(missing_ok=True)
+                self.blob_path(f.id).unlink(missing_ok=True)
             self.files = {ROOT_ID: DriveFile(ROOT_ID, "My Drive", FOLDER_MIME, [])}
             self.peak_bytes = 0
 
-    def _blob(self, file_id: str) -> Path:
-        return self.blob_dir / file_id
-
     def blob_path(self, file_id: str) -> Path:
-        return self._blob(file_id)
+        """Where a file's bytes are kept."""
+        return self.blob_dir / file_id
 
     @property
     def used_bytes(self) -> int:
@@ -210,7 +209,7 @@ class DriveStore:
             added = []
             for (name, path, mime), size in zip(sources, sizes, strict=True):
                 f = DriveFile(new_id(), name, mime, [parent_id], size=str(size), md5Checksum=md5_file(path))
-                shutil.move(str(path), self._blob(f.id))
+                shutil.move(str(path), self.blob_path(f.id))
                 self.files[f.id] = f
                 added.append(f)
             self.peak_bytes = max(self.peak_bytes, used + sum(sizes))
@@ -221,8 +220,6 @@ class DriveStore:
     ) -> DriveFile:
         """A file of ``size`` pseudo-random bytes (for tests and benchmarks), written in chunks."""
         tmp = self.blob_dir / f"seed-{new_id()}"
-        import random
-
         rng = random.Random(seed)
         with tmp.open("wb") as fh:
             left = size
@@ -241,7 +238,7 @@ class DriveStore:
             for child in children:
                 self.delete(child.id)
             del self.files[f.id]
-            self._blob(f.id).unlink(missing_ok=True)
+            self.blob_path(f.id).unlink(missing_ok=True)
 
     def update(self, file_id: str, changes: dict[str, Any]) -> DriveFile:
         with self.lock:
