@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format lock emulator clean
+.PHONY: demo test bench lint format lock emulator clean
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
+
+# All benchmarks, one after the other (about an hour on 2 cores); JSON under benchmarks/results/.
+bench: $(STAMP)
+	$(PY) benchmarks/tiling.py
+	$(PY) benchmarks/triggers.py
+	$(PY) benchmarks/harvest.py
+	$(PY) benchmarks/mosaic.py
+	$(PY) benchmarks/orchestration.py
+	$(PY) benchmarks/scale.py
+	$(PY) benchmarks/summary.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -37,6 +37,7 @@ def get_provider_info() -> dict:
                     "airflow_provider_gee.operators.export",
                     "airflow_provider_gee.operators.harvest",
                     "airflow_provider_gee.operators.assets",
+                    "airflow_provider_gee.operators.stitch",
                 ],
             }
         ],

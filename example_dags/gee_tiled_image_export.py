@@ -1,5 +1,6 @@
 """Tiled image export: region -> grid tiles -> one EE export per tile (pool ``gee_tasks``) ->
-harvest each tile's files from Drive as soon as its export ends -> report (manifest + tile map).
+harvest each tile's files from Drive as soon as its export ends -> mosaic (VRT + Cloud Optimized
+GeoTIFF) and report (manifest + tile map).
 
 Parses with no network and no credentials. Settings come from the DAG's params (region as a bbox
 or a vector file path, cell size, scale, Drive folder, where files and the report go).
@@ -12,6 +13,7 @@ from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_gee.operators.export import GeeExportOperator
 from airflow_provider_gee.operators.harvest import DriveHarvestOperator
+from airflow_provider_gee.operators.stitch import MosaicOperator
 from airflow_provider_gee.operators.tiling import GridTilesOperator
 
 CONN_ID = "google_cloud_default"
@@ -39,6 +41,7 @@ with DAG(
         "folder": Param("gee_tiled_export", type="string", description="Drive folder of the exports"),
         "destination": Param("/tmp/gee-harvest", type="string", description="where harvested files go"),
         "report_dir": Param("/tmp/gee-report", type="string", description="where manifest.json and tiles.png go"),
+        "cog": Param(True, type="boolean", description="also write the mosaic as one Cloud Optimized GeoTIFF"),
     },
     tags=["gee", "example"],
 ) as dag:
@@ -59,6 +62,13 @@ with DAG(
         )  # fmt: skip
 
     pipelines = tile_pipeline.expand(tile=tiles.output)
+    run_dir = "{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}"
+
+    # the tiles back together: a VRT over the harvested GeoTIFFs (sharded exports included) and a COG
+    mosaic = MosaicOperator(
+        task_id="mosaic", harvest_results=dag.get_task("tile_pipeline.harvest").output,
+        destination=f"{run_dir}/mosaic", cog="{{ params.cog }}",
+    )  # fmt: skip
 
     @task(trigger_rule="all_done")
     def report(tiles: list, exports: list, harvests: list, params: dict | None = None, run_id: str | None = None):
@@ -69,6 +79,7 @@ with DAG(
         out = f"{params['report_dir']}/{run_id.replace(':', '_').replace('+', '_')}"
         return {**write_report(manifest, tiles, out), "by_status": manifest["by_status"]}
 
+    pipelines >> mosaic
     pipelines >> report(
         tiles.output,
         dag.get_task("tile_pipeline.export").output,

@@ -42,3 +42,32 @@ def export_constant(hook: Any, request_id: str, value: float = 1, **export_args:
     hook.initialize_ee()
     args = {"description": request_id, "region": ee.Geometry.Rectangle(BERLIN), "scale": 1000, **export_args}
     return hook.start_export(ee.Image.constant(value), kind="image", destination="drive", request_id=request_id, **args)
+
+
+def run_exports(hook: Any, jobs: list[tuple[str, Any, str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Submit ``(tile_id, ee_object, kind, destination, export_args)`` exports at once, wait for all,
+    and return each shaped as GeeExportOperator returns it (what DriveHarvestOperator takes)."""
+    from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES
+    from airflow_provider_gee.links import drive_folder_id
+    from airflow_provider_gee.triggers.task import summarize
+
+    hook.initialize_ee()
+    ops = [
+        hook.start_export(obj, kind=kind, destination=dest, request_id=args["description"], **args)
+        for _, obj, kind, dest, args in jobs
+    ]
+
+    def all_done() -> list[dict[str, Any]] | None:
+        current = [hook.get_operation(op["name"]) for op in ops]
+        return current if all(o["metadata"]["state"] in TERMINAL_STATES for o in current) else None
+
+    results = []
+    for (tile_id, _, _, dest, args), op in zip(jobs, wait_for(all_done, timeout=120, interval=0.2), strict=True):
+        done = summarize(op)
+        results.append({
+            "tile_id": tile_id, "operation": op["name"], "state": done["state"], "description": args["description"],
+            "destination": dest, "destination_uris": done["destination_uris"],
+            "file_name_prefix": args.get("fileNamePrefix"), "folder": args.get("folder"), "bucket": args.get("bucket"),
+            "drive_folder_id": drive_folder_id(done["destination_uris"]),
+        })  # fmt: skip
+    return results

@@ -8,6 +8,7 @@ everything it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
 import requests
 
 TERMINAL_RUN_STATES = ("success", "failed")
@@ -164,6 +166,24 @@ class AirflowStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Timed out after {timeout} s waiting for {what}; see {self.home}/*.log")
             time.sleep(interval)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds spent so far by the Airflow processes and every task process they ran.
+
+        Each live process's own time plus that of the children it reaped (task processes that
+        ended), so every process is counted once; read it twice and subtract to cost a stretch.
+        """
+        total = 0.0
+        for proc in self.procs.values():
+            try:
+                root = psutil.Process(proc.pid)
+                for p in (root, *root.children(recursive=True)):
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                continue
+        return total
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.session.request(method, f"{self.url}/api/v2/{path}", timeout=30, **kwargs)

@@ -11,12 +11,14 @@ checks every harvested file's md5, stops everything, and writes ``summary.json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,37 +46,81 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the example DAG once; return the summary (also written to ``out/summary.json``)."""
     started = time.monotonic()
+    run = run_example(
+        out,
+        example,
+        "gee_tiled_image_export",
+        {"region": region, "cell_size": cell_size, "destination": str(out / "harvest"),
+         "report_dir": str(out / "report"), "folder": "gee_demo"},
+        emulator_args={"ee-concurrency": ee_concurrency, "task-seconds": task_seconds,
+                       "drive-quota-bytes": drive_quota_bytes},
+    )  # fmt: skip
+    return _summarize(out, run["state"], run["task_instances"], run["stats"], time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def emulator_process(emulator_args: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """``gee-emulator`` in its own process (as in production, the service is not in the client's
+    process); yields its URL and an Airflow connection (JSON) for it.
+
+    :param emulator_args: options without the dashes, e.g. ``{"task-seconds": 2}``.
+    """
+    options = [part for key, value in emulator_args.items() for part in (f"--{key}", str(value))]
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_gee.emulator", "--port", "0", "--print-connection",
+         "--project", "gee-demo-project", *options],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = emulator.stdout.readline().strip().removeprefix("listening on ")
+        conn = emulator.stdout.readline().strip()
+        print(f"emulator at {url} ({' '.join(options)})", flush=True)
+        yield url, conn
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+
+
+def run_example(
+    out: Path,
+    example: Path,
+    dag_id: str,
+    conf: dict[str, Any],
+    emulator_args: dict[str, Any],
+    pools: dict[str, int] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+) -> dict[str, Any]:
+    """Run one DAG file once on a fresh emulator and a fresh local Airflow; return what happened.
+
+    :param out: working directory (emptied): ``dags/`` with only this file, ``airflow/`` (home, logs).
+    :param emulator_args: ``gee-emulator`` options without dashes, e.g. ``{"task-seconds": 2}``.
+    :param pools: pools to create (default ``{"gee_tasks": 10}``), all with include_deferred.
+    :return: the run's state, its task instances and its start/end dates, the emulator's stats and
+        operation times, and the CPU seconds Airflow's processes spent between trigger and end.
+    """
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     dags_folder = out / "dags"  # this example only: the scheduled examples would add runs of their own
     dags_folder.mkdir()
     shutil.copy(example, dags_folder)
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_gee.emulator", "--port", "0", "--print-connection",
-         "--project", "gee-demo-project", "--ee-concurrency", str(ee_concurrency),
-         "--task-seconds", str(task_seconds), "--drive-quota-bytes", str(drive_quota_bytes)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        url = emulator.stdout.readline().strip().removeprefix("listening on ")
-        conn = emulator.stdout.readline().strip()
-        print(f"emulator at {url} (EE runs {ee_concurrency} at once, Drive quota {drive_quota_bytes:,} bytes)")
-        env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn}
-        with AirflowStack(out / "airflow", dags_folder, env=env, pools={"gee_tasks": 10}) as stack:
-            print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started")
-            stack.wait_for_dag("gee_tiled_image_export")
-            conf = {"region": region, "cell_size": cell_size, "destination": str(out / "harvest"),
-                    "report_dir": str(out / "report"), "folder": "gee_demo"}  # fmt: skip
-            run_id = stack.trigger("gee_tiled_image_export", conf)
-            print(f"triggered {run_id}; waiting ...")
-            state = stack.wait_for_run("gee_tiled_image_export", run_id, timeout=1800)
-            tis = stack.task_instances("gee_tiled_image_export", run_id)
+    with emulator_process(emulator_args) as (url, conn):
+        stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
+        with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools or {"gee_tasks": 10}) as stack:
+            print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started", flush=True)
+            stack.wait_for_dag(dag_id)
+            cpu_before = stack.cpu_seconds()
+            run_id = stack.trigger(dag_id, conf)
+            print(f"triggered {run_id}; waiting ...", flush=True)
+            state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
+            cpu = stack.cpu_seconds() - cpu_before
+            dag_run = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
+            tis = stack.task_instances(dag_id, run_id)
         stats = requests.get(f"{url}/_emulator/stats", timeout=30).json()
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=30)
-    return _summarize(out, state, tis, stats, time.monotonic() - started)
+        operations = requests.get(f"{url}/_emulator/operations", timeout=60).json()["operations"]
+    return {"state": state, "task_instances": tis, "dag_run": dag_run, "stats": stats, "operations": operations,
+            "airflow_cpu_seconds": round(cpu, 1)}  # fmt: skip
 
 
 def _summarize(out: Path, state: str, tis: list[dict[str, Any]], stats: dict[str, Any], wall: float) -> dict[str, Any]:
@@ -100,11 +146,24 @@ def _summarize(out: Path, state: str, tis: list[dict[str, Any]], stats: dict[str
         "drive_bytes_left": stats["drive_bytes"],
         "ee_requests": stats["requests"],
         "wall_seconds": round(wall, 1),
+        "mosaic": _mosaic_facts(out),
         "manifest": str(reports[0]) if reports else None,
         "tiles_png": str(out / "tiles.png") if reports else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _mosaic_facts(out: Path) -> dict[str, Any] | None:
+    """The COG the example's mosaic task wrote, as rasterio sees it."""
+    import rasterio
+
+    cogs = list((out / "harvest").glob("*/mosaic/mosaic.tif"))
+    if not cogs:
+        return None
+    with rasterio.open(cogs[0]) as cog:
+        return {"cog": str(cogs[0]), "width": cog.width, "height": cog.height, "bands": cog.count,
+                "layout": cog.tags(ns="IMAGE_STRUCTURE").get("LAYOUT"), "bounds": list(cog.bounds)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         and summary["drive_bytes_left"] == 0
         and summary["md5_mismatches"] == 0
         and summary["files_harvested"] >= summary["tiles"]
+        and (summary["mosaic"] or {}).get("layout") == "COG"
     )
     print("demo OK" if ok else "demo FAILED: see the summary above and demo-output/airflow/*.log")
     return 0 if ok else 1

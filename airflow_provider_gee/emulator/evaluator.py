@@ -326,6 +326,14 @@ def _reproject(image: Any, crs: Any = None, crsTransform: Any = None, scale: Any
     return out
 
 
+def _set_default_projection(image: Any, crs: Any = None, crsTransform: Any = None, scale: Any = None) -> Image:
+    """The projection later operations default to; nothing is resampled (``ee`` adds it when an
+    image export names a ``crs`` without a ``crs_transform``; the export's own crs/scale set the grid)."""
+    img = _as_image(image)
+    proj = crs if isinstance(crs, dict) else {"crs": crs}
+    return replace(img, crs=str(proj.get("crs") or img.crs))
+
+
 def _sample_regions(
     image: Any,
     collection: Any,
@@ -465,6 +473,7 @@ _PURE: dict[str, Callable[..., Any]] = {
     "Image.clip": _clip,
     "Image.clipToBoundsAndScale": _clip_to_bounds_and_scale,
     "Image.reproject": _reproject,
+    "Image.setDefaultProjection": _set_default_projection,
     "Image.sampleRegions": _sample_regions,
     "Projection": _projection,
 }

@@ -246,6 +246,12 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         if export_args.get("assetId"):
             # ee would read a relative id as a public asset; ours are relative to the hook's project.
             export_args["assetId"] = self.asset_name(export_args["assetId"])
+            if not export_args["assetId"].startswith(f"projects/{self.project}/assets/"):
+                raise GeeConfigurationError(
+                    f"Export destination {export_args['assetId']!r} is outside project {self.project!r} of connection "
+                    f"{self.gcp_conn_id!r}: give a path relative to the project (e.g. 'exports/tile_1') or use a "
+                    "connection for the other project."
+                )
         factory = getattr(ee.batch.Export, kind)
         method = {"drive": factory.toDrive, "asset": factory.toAsset, "gcs": factory.toCloudStorage}
         task = method[destination](ee_object, **export_args)

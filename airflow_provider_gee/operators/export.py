@@ -21,6 +21,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
+import shapely.geometry
 from airflow.sdk import BaseOperator, Context, ResumableJobMixin
 
 from airflow_provider_gee.exceptions import (
@@ -45,6 +46,7 @@ from airflow_provider_gee.links import (
     drive_folder_url,
     task_url,
 )
+from airflow_provider_gee.tiling import read_region
 from airflow_provider_gee.triggers.task import GeeQueueTrigger, GeeTaskTrigger, summarize
 
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
@@ -88,7 +90,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         ``{tile_id}`` is replaced by the tile's id.
     :param description: EE task description (templated; ``{tile_id}`` allowed). Default:
         ``<dag>.<task>.<tile>.<data interval start>``, sanitized to EE's rules.
-    :param region: export region (an ``ee.Geometry`` or GeoJSON); default: the tile's geometry.
+    :param region: export region: an ``ee.Geometry``, a bbox ``[minx, miny, maxx, maxy]``, WKT,
+        GeoJSON, a vector file or an EE table (as for tiling); default: the tile's geometry.
     :param scale: metres per pixel (image exports).
     :param crs: output CRS (image exports), e.g. ``"EPSG:4326"``.
     :param crs_transform: output affine transform (image exports).
@@ -218,6 +221,28 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
             raise GeeConfigurationError("destination='gcs' needs bucket='my-bucket'.")
         if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale > 0):
             raise GeeConfigurationError(f"scale must be a positive number of metres, got {self.scale!r}.")
+        if self.crs is not None:
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                CRS.from_user_input(self.crs)
+            except CRSError:
+                raise GeeConfigurationError(
+                    f"crs={self.crs!r} is not a coordinate reference system: use an EPSG code such as 'EPSG:32633' "
+                    "or a WKT string."
+                ) from None
+        if self.crs_transform is not None and not (
+            isinstance(self.crs_transform, list | tuple)
+            and len(self.crs_transform) == 6
+            and all(isinstance(v, int | float) for v in self.crs_transform)
+        ):
+            raise GeeConfigurationError(
+                f"crs_transform must be 6 numbers [xScale, xShearing, xTranslation, yShearing, yScale, yTranslation], "
+                f"got {self.crs_transform!r}."
+            )
+        if isinstance(self.region, list | tuple | dict):
+            read_region(self.region)  # a bad bbox or GeoJSON fails here, named, before anything remote
         if self.export_type == "image" and self.region is None and self.tile is None:
             raise GeeConfigurationError("An image export needs a region: pass tile=... or region=....")
         if self.description is not None:
@@ -396,8 +421,13 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
             if self.file_format:
                 args["fileFormat"] = self.file_format
         if self.export_type == "image":
-            region = self.region if self.region is not None else self.tile["geometry"]  # type: ignore[index]
-            args["region"] = region if isinstance(region, ee.Geometry) else ee.Geometry(region, None, False)
+            if self.region is None:
+                args["region"] = ee.Geometry(self.tile["geometry"], None, False)  # type: ignore[index]
+            elif isinstance(self.region, ee.Geometry):
+                args["region"] = self.region
+            else:  # bbox, WKT, GeoJSON, a vector file or a table asset: read as tiling reads regions
+                geojson = shapely.geometry.mapping(read_region(self.region, hook=self.hook))
+                args["region"] = ee.Geometry(geojson, None, False)
             for key, value in (("scale", self.scale), ("crs", self.crs), ("crsTransform", self.crs_transform),
                                ("maxPixels", self.max_pixels)):  # fmt: skip
                 if value is not None:

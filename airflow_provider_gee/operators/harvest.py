@@ -13,7 +13,6 @@ import base64
 import hashlib
 import os
 import re
-import tempfile
 import threading
 import time
 import unicodedata
@@ -26,8 +25,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 
 from airflow_provider_gee.checksums import md5_file, verify_copy
-from airflow_provider_gee.exceptions import DownloadVerificationError, GeeConfigurationError
+from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.hooks.drive import DriveHook
+from airflow_provider_gee.storage import target_dir, upload_verified
 
 #: ``prefix-YYYYYYYYYY-XXXXXXXXXX.tif``: one part of a GeoTIFF export EE split by pixel offsets.
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
@@ -222,27 +222,10 @@ class DriveHarvestOperator(BaseOperator):
             drive.folder_id = drive.hook.resolve_folder(folder)
         return drive
 
-    def _target_dir(self) -> tuple[Path, ObjectStoragePath | None]:
-        """The local directory files are verified in, and the remote destination if any."""
-        text = str(self.destination)
-        remote = None
-        if "://" in text and not text.startswith("file://"):
-            remote = ObjectStoragePath(text)
-            local = Path(tempfile.mkdtemp(prefix="gee-harvest-"))
-        else:
-            local = Path(text.removeprefix("file://")).expanduser()
-            try:
-                local.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise GeeConfigurationError(f"destination {text!r} cannot be created: {exc.strerror}.") from exc
-            if not os.access(local, os.W_OK | os.X_OK):
-                raise GeeConfigurationError(f"destination {text!r} is not writable by this worker.")
-        return local, remote
-
     # ------------------------------------------------------------------ run
 
     def execute(self, context: Context) -> dict[str, Any]:
-        local, remote = self._target_dir()  # fails before anything remote is touched
+        local, remote = target_dir(self.destination)  # fails before anything remote is touched
         source = self._source()
         files = self._wait_for_files(source)
         plan = self._plan_names(files)
@@ -316,7 +299,7 @@ class DriveHarvestOperator(BaseOperator):
         md5 = source.download(f, target, self.chunk_size) if action == "downloaded" else f.md5 or md5_file(target)
         location = str(target)
         if remote is not None:
-            location = self._upload(target, remote / name, md5)
+            location = upload_verified(target, remote / name)
         if self.delete_after:
             source.delete(f)  # only now: the copy is verified
         entry: dict[str, Any] = {
@@ -327,17 +310,6 @@ class DriveHarvestOperator(BaseOperator):
         if shard:
             entry["shard"] = {"export": shard["prefix"], "row": int(shard["row"]), "col": int(shard["col"])}
         return entry
-
-    @staticmethod
-    def _upload(local_file: Path, target: ObjectStoragePath, md5: str) -> str:
-        """Stream a verified file to object storage, check what landed, drop the local copy."""
-        with local_file.open("rb") as src, target.open("wb") as dst:
-            for chunk in iter(lambda: src.read(8 << 20), b""):
-                dst.write(chunk)
-        if target.stat().st_size != local_file.stat().st_size:
-            raise DownloadVerificationError(f"{target} holds {target.stat().st_size} bytes after upload.")
-        local_file.unlink()
-        return str(target)
 
     def _manifest(self, entries: list[dict[str, Any]], source: _DriveSource | _GcsSource) -> dict[str, Any]:
         result = self.export_result or {}

@@ -24,9 +24,12 @@ def test_example_dags_parse_without_network_or_credentials(monkeypatch):
 
 @pytest.mark.slow
 def test_demo_harness_runs_the_tiled_export_example(tmp_path):
+    # 12 tiles of ~34 kB: 408 kB in all through a 250 kB Drive quota, so only harvesting as tiles
+    # finish keeps exports from failing for want of space
     summary = run_demo(
-        tmp_path / "demo", region=[13.2134, 52.4152, 13.3019, 52.4873], cell_size=0.03, drive_quota_bytes=5_000_000
-    )  # 12 tiles; fmt: skip
+        tmp_path / "demo", region=[13.2134, 52.4152, 13.3019, 52.4873], cell_size=0.03, task_seconds=6.0,
+        drive_quota_bytes=250_000,
+    )  # fmt: skip
     assert summary["dag_run_state"] == "success", summary
     assert summary["succeeded"] == summary["tiles"] == 12 and summary["ee_operations"] == 12
     assert summary["peak_in_flight"] <= 10
@@ -35,6 +38,31 @@ def test_demo_harness_runs_the_tiled_export_example(tmp_path):
     manifest = json.loads(Path(summary["manifest"]).read_text())
     assert manifest["by_status"] == {"harvested": 12}
     assert Path(summary["tiles_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mosaic = summary["mosaic"]  # the mapped harvest's results, stitched into one COG over all 12 tiles
+    assert mosaic["layout"] == "COG" and mosaic["bands"] == 2
+    assert summary["bytes_harvested"] > 250_000 >= summary["drive_peak_bytes"]  # none failed for want of quota
+    assert_no_secrets_under(tmp_path / "demo")
+    left, bottom, right, top = mosaic["bounds"]
+    assert left <= 13.2134 and bottom <= 52.4152 and right >= 13.3019 and top >= 52.4873  # covers the region
+
+
+#: what a private key, an OAuth token or a service-account key file looks like
+SECRET_PATTERNS = [rb"PRIVATE KEY", rb"private_key", rb"emu-[A-Za-z0-9_-]{32}", rb"ya29\.", rb"access_token",
+                   rb"client_email\W+gee"]  # fmt: skip
+
+
+def assert_no_secrets_under(root: Path) -> None:
+    """Search every file of a run (task logs, the metadata DB with its XComs, outputs) for secrets."""
+    import re
+
+    hits = []
+    for path in (p for p in root.rglob("*") if p.is_file() and p.name != "airflow.cfg"):  # cfg: option names
+        data = path.read_bytes()
+        hits += [
+            f"{path.relative_to(root)}: {pattern.decode()}" for pattern in SECRET_PATTERNS if re.search(pattern, data)
+        ]
+    scanned = [p for p in root.rglob("*.log") if "task_id=" in str(p)]
+    assert len(scanned) >= 24 and not hits, hits[:20]
 
 
 @pytest.mark.usefixtures("airflow_db")

@@ -9,10 +9,9 @@ import socket
 import pytest
 
 from airflow_provider_gee.exceptions import DownloadVerificationError, GeeConfigurationError
-from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
+from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 from airflow_provider_gee.operators.harvest import DriveHarvestOperator, RemoteFile, safe_name
-from airflow_provider_gee.triggers.task import summarize
-from tests.helpers import admin, wait_for
+from tests.helpers import admin, run_exports
 
 pytestmark = pytest.mark.integration
 BERLIN = [13.2134, 52.4152, 13.3019, 52.4873]
@@ -42,21 +41,7 @@ def export_result(hook: EarthEngineHook, **export_args) -> dict:
         if kind == "image"
         else ee.FeatureCollection([ee.Feature(ee.Geometry.Point([13.25, 52.45]), {"a": 1})])
     )
-    op = hook.start_export(
-        obj, kind=kind, destination=destination, request_id=export_args["description"], **export_args
-    )
-    done = summarize(
-        wait_for(lambda: (o := hook.get_operation(op["name"]))["metadata"]["state"] in TERMINAL_STATES and o)
-    )
-    from airflow_provider_gee.links import drive_folder_id
-
-    return {
-        "tile_id": "r0001c0001", "operation": op["name"], "state": done["state"],
-        "description": export_args["description"],
-        "destination": destination, "destination_uris": done["destination_uris"],
-        "file_name_prefix": export_args.get("fileNamePrefix"), "folder": export_args.get("folder"),
-        "bucket": export_args.get("bucket"), "drive_folder_id": drive_folder_id(done["destination_uris"]),
-    }  # fmt: skip
+    return run_exports(hook, [("r0001c0001", obj, kind, destination, export_args)])[0]
 
 
 @pytest.mark.emulator(file_dimensions=64)

@@ -5,6 +5,8 @@ emulated EE that runs 3 tasks at once."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -61,3 +63,44 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
     per_export = ee_requests / 30
     print(f"\nEE requests per completed export: {per_export:.2f} ({json.dumps(stats['requests'])})")
     assert per_export <= 3
+
+
+@pytest.mark.emulator(ee_concurrency=3, task_seconds=0.5)
+def test_a_missing_pool_is_reported_at_dag_check(emulator, tmp_path):
+    """Without the pool, ``gee-dag-check`` names it and the fix; the scheduler only logs why the
+    exports wait, and no EE task starts. A pool without include_deferred is named too."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "pool_bound.py").write_text(textwrap.dedent(DAG).replace("cell_size=0.1", "cell_size=0.3"))
+    env = {"AIRFLOW_CONN_GEE": json.dumps(emulator.connection())}
+    with AirflowStack(tmp_path / "home", dags, env=env, pools={}) as stack:
+        stack.wait_for_dag("pool_bound")
+
+        def dag_check() -> tuple[int, str]:
+            done = subprocess.run([sys.executable, "-m", "airflow_provider_gee.checks", str(dags)], env=stack.env,
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            return done.returncode, done.stdout.strip().splitlines()[-1]  # the verdict; Airflow logs before it
+
+        assert dag_check() == (
+            1,
+            "Task 'export' of DAG 'pool_bound' uses pool 'gee_tasks', which does not exist: the task would never be "
+            'scheduled. Create it: airflow pools set gee_tasks 10 "EE tasks in flight" --include-deferred',
+        )
+        run_id = stack.trigger("pool_bound")
+
+        def export_waits() -> bool:
+            tis = stack.task_instances("pool_bound", run_id)
+            return any(ti["task_id"] == "export" and ti["state"] == "scheduled" for ti in tis)
+
+        stack._wait(export_waits, 120, "the exports to be created")
+        log = stack.home / "scheduler.log"
+        stack._wait(lambda: "Tasks using non-existent pool 'gee_tasks' will not be scheduled" in log.read_text(), 60,
+                    "the scheduler's message")  # fmt: skip
+        assert emulator.stats()["export_requests"] == 0
+
+        stack.api("POST", "pools", json={"name": "gee_tasks", "slots": 10, "include_deferred": False})
+        code, out = dag_check()
+        assert code == 1 and "which does not count deferred tasks" in out and "--include-deferred" in out
+        stack.api("PATCH", "pools/gee_tasks", json={"name": "gee_tasks", "slots": 10, "include_deferred": True})
+        code, out = dag_check()
+        assert (code, out) == (0, f"OK: 1 DAGs in {dags}; every pool they use exists and counts deferred EE tasks.")
