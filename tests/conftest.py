@@ -57,3 +57,25 @@ def airflow_db() -> str:
 
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300)
     return _HOME
+
+
+@pytest.fixture
+def gcs_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``gcp-storage-emulator`` on a free port, with a ``landing`` bucket; clients find it through
+    STORAGE_EMULATOR_HOST."""
+    import socket
+
+    from gcp_storage_emulator.server import create_server
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+    storage.Client(project="p", credentials=AnonymousCredentials()).create_bucket("landing")
+    yield url
+    server.stop()

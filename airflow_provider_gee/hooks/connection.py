@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
+from airflow.exceptions import AirflowException, AirflowNotFoundException
+
+from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.retry import RetryPolicy
 
 #: Scopes requested when the connection names none: EE itself, Drive (harvesting) and Cloud Storage.
@@ -34,6 +38,20 @@ class GeeConnectionMixin:
 
     # ``_get_field`` comes from GoogleBaseHook, which every user of this mixin also inherits.
     _api_url_override: str | None = None
+
+    def get_credentials_and_project_id(self) -> Any:
+        """The Google provider's credentials, with a key that cannot be used named as such (its
+        own errors range from "Invalid key JSON." to cryptography's PEM framing errors)."""
+        try:
+            return super().get_credentials_and_project_id()  # type: ignore[misc]
+        except (ValueError, AirflowException) as exc:
+            if isinstance(exc, AirflowNotFoundException):
+                raise
+            conn_id = getattr(self, "gcp_conn_id", None)
+            raise GeeConfigurationError(
+                f"The service-account key of connection {conn_id!r} cannot be used ({exc}): give the JSON key file "
+                "Google issued, unchanged, as keyfile_dict or key_path (create a new key if it is damaged)."
+            ) from exc
 
     @property
     def scopes(self) -> Sequence[str]:

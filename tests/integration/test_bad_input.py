@@ -6,6 +6,8 @@ README.md's "Guarantees" section lists these cases; keep the two in step.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +66,18 @@ def _no_crs(tmp: Path) -> str:
     path = tmp / "nocrs.shp"
     gpd.GeoDataFrame(geometry=[shapely.box(13, 52, 13.1, 52.1)]).to_file(path)
     return str(path)
+
+
+def _hook_with_key(emu: Any, key: str) -> EarthEngineHook:
+    """A hook on a connection whose key is not JSON, or whose private key is damaged."""
+    conn = emu.connection()
+    if key == "damaged":
+        keyfile = json.loads(conn["extra"]["keyfile_dict"])
+        keyfile["private_key"] = "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n"
+        key = json.dumps(keyfile)
+    conn["extra"]["keyfile_dict"] = key
+    os.environ["AIRFLOW_CONN_GEE_BADKEY"] = json.dumps(conn)
+    return EarthEngineHook(gcp_conn_id="gee_badkey")
 
 
 def _twin_folders(conn: str) -> None:
@@ -229,6 +243,19 @@ CASES: list[tuple[str, Callable[[Path, str, Any], Any], str]] = [
         "missing connection",
         lambda t, c, e: EarthEngineHook(gcp_conn_id="no_such_conn").project,
         "The conn_id `no_such_conn` isn't defined",
+    ),
+    (
+        "connection key that is not JSON",
+        lambda t, c, e: _hook_with_key(e, "{not json").get_operation("x"),
+        "The service-account key of connection 'gee_badkey' cannot be used (Invalid key JSON.): give the JSON key "
+        "file Google issued, unchanged, as keyfile_dict or key_path (create a new key if it is damaged).",
+    ),
+    (
+        "connection key with a damaged private key",
+        lambda t, c, e: _hook_with_key(e, "damaged").get_operation("x"),
+        r"re:^The service-account key of connection 'gee_badkey' cannot be used \(Unable to load PEM file\..*\): "
+        r"give the JSON key file Google issued, unchanged, as keyfile_dict or key_path \(create a new key if it is "
+        r"damaged\)\.$",
     ),
     (
         "cleanup pattern escaping its folder",

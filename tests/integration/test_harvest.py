@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import socket
 
 import pytest
 
@@ -120,27 +119,9 @@ def test_existing_different_file_is_never_overwritten(gee_conn, emulator, tmp_pa
     assert manifest["files"][0]["name"] != "tile.tif"
 
 
-@pytest.fixture
-def gcs_url(monkeypatch):
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
-    yield url
-    server.stop()
-
-
 def test_object_storage_destination(gee_conn, emulator, gcs_url):
     from airflow.sdk import ObjectStoragePath
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
-    storage.Client(project="p", credentials=AnonymousCredentials()).create_bucket("landing")
     f = seed(emulator, "m", "tile.csv", 3000)
     manifest = harvest(gee_conn, f"gs://{gee_conn}@landing/run1", folder="m")
     stored = ObjectStoragePath(f"gs://{gee_conn}@landing/run1/tile.csv")

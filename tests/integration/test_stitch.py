@@ -206,3 +206,32 @@ def test_chunked_point_tables_stitch_with_every_point_once(gee_conn, hook, tmp_p
         task_id="stitch", harvest_results=manifests, output_path=str(tmp_path / f"all-{output}")
     ).execute({})
     assert unkeyed["rows_written"] == 300 + repeated
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0)
+def test_tables_on_cloud_storage_stitch_into_cloud_storage(gee_conn, hook, gcs_url, tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    points = gpd.GeoDataFrame(
+        {"pid": range(40)}, geometry=shapely.points(np.linspace(13.21, 13.29, 40), np.full(40, 52.45)), crs="EPSG:4326"
+    )
+    chunks = chunk_points(points, 10, id_column="pid")
+    args = [{"description": c["tile_id"], "folder": "gcs_tables", "fileNamePrefix": c["tile_id"]} for c in chunks]
+    jobs = [
+        (c["tile_id"], chunk_to_ee_feature_collection(c, points), "table", "drive", a)
+        for c, a in zip(chunks, args, strict=True)
+    ]
+    manifests = harvest_all(gee_conn, run_exports(hook, jobs), f"gs://{gee_conn}@landing/run1/parts")
+    assert all(
+        f["path"].startswith("gs://") or "landing/run1/parts" in f["path"] for m in manifests for f in m["files"]
+    )
+
+    result = TableStitchOperator(
+        task_id="stitch", harvest_results=manifests, output_path=f"gs://{gee_conn}@landing/run1/points.gpkg",
+        key="point_id",
+    ).execute({})  # fmt: skip
+
+    local = tmp_path / "points.gpkg"
+    local.write_bytes(ObjectStoragePath(f"gs://{gee_conn}@landing/run1/points.gpkg").read_bytes())
+    stitched = gpd.read_file(local)
+    assert sorted(stitched["point_id"]) == list(range(40)) and result["rows_written"] == 40
