@@ -135,6 +135,7 @@ def _summarize(out: Path, state: str, tis: list[dict[str, Any]], stats: dict[str
         "dag_run_state": state,
         "tiles": len(exports),
         "ee_operations": stats["operations"],
+        "ee_operations_by_state": stats["operations_by_state"],
         "succeeded": sum(ti["state"] == "success" for ti in exports),
         "failed": sum(ti["state"] != "success" for ti in exports),
         "tiles_retried": sum((ti.get("try_number") or 1) > 1 for ti in exports),

@@ -24,14 +24,17 @@ def test_example_dags_parse_without_network_or_credentials(monkeypatch):
 
 @pytest.mark.slow
 def test_demo_harness_runs_the_tiled_export_example(tmp_path):
-    # 12 tiles of ~34 kB: 408 kB in all through a 250 kB Drive quota, so only harvesting as tiles
-    # finish keeps exports from failing for want of space
+    # 12 tiles of ~34 kB: 408 kB in all through a 250 kB Drive quota: harvesting as tiles finish
+    # makes room; an export that still meets a full Drive fails with EE's message and its retry
+    # runs once harvests have freed space
     summary = run_demo(
         tmp_path / "demo", region=[13.2134, 52.4152, 13.3019, 52.4873], cell_size=0.03, task_seconds=6.0,
         drive_quota_bytes=250_000,
     )  # fmt: skip
     assert summary["dag_run_state"] == "success", summary
-    assert summary["succeeded"] == summary["tiles"] == 12 and summary["ee_operations"] == 12
+    assert summary["succeeded"] == summary["tiles"] == 12
+    by_state = summary["ee_operations_by_state"]  # one success per tile; any other ended FAILED (quota)
+    assert by_state["SUCCEEDED"] == 12 and set(by_state) <= {"SUCCEEDED", "FAILED"}, by_state
     assert summary["peak_in_flight"] <= 10
     assert summary["files_harvested"] == 12 and summary["md5_mismatches"] == 0
     assert summary["drive_bytes_left"] == 0
@@ -40,7 +43,7 @@ def test_demo_harness_runs_the_tiled_export_example(tmp_path):
     assert Path(summary["tiles_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     mosaic = summary["mosaic"]  # the mapped harvest's results, stitched into one COG over all 12 tiles
     assert mosaic["layout"] == "COG" and mosaic["bands"] == 2
-    assert summary["bytes_harvested"] > 250_000 >= summary["drive_peak_bytes"]  # none failed for want of quota
+    assert summary["bytes_harvested"] > 250_000 >= summary["drive_peak_bytes"]
     assert_no_secrets_under(tmp_path / "demo")
     left, bottom, right, top = mosaic["bounds"]
     assert left <= 13.2134 and bottom <= 52.4152 and right >= 13.3019 and top >= 52.4873  # covers the region
