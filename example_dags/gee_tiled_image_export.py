@@ -54,10 +54,14 @@ with DAG(
         exported = GeeExportOperator(
             task_id="export", tile=tile, build=build, gcp_conn_id=CONN_ID, pool="gee_tasks",
             folder="{{ params.folder }}", scale="{{ params.scale }}", file_name_prefix="{tile_id}",
-            poll_interval=5,
+            poll_interval=5, weight_rule="absolute",
         )  # fmt: skip
+        # a finished tile's files are fetched before more exports are queued (Airflow's default
+        # "downstream" weights would favour the exports), so Drive holds little even when Airflow,
+        # not EE, is the bottleneck
         DriveHarvestOperator(
             task_id="harvest", export_result=exported.output, gcp_conn_id=CONN_ID,
+            priority_weight=10, weight_rule="absolute",
             destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         )  # fmt: skip
 
