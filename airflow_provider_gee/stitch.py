@@ -93,8 +93,10 @@ class RasterTile:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        left, top = self.transform.c, self.transform.f
-        return (left, top - self.height * self.res[1], left + self.width * self.res[0], top)
+        from rasterio.transform import array_bounds
+
+        west, south, east, north = array_bounds(self.height, self.width, self.transform)
+        return (west, south, east, north)
 
 
 def read_raster_tiles(files: Iterable[TileFile]) -> list[RasterTile]:
@@ -196,8 +198,10 @@ class MosaicGrid:
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
-        left, top = self.transform.c, self.transform.f
-        return (left, top + self.height * self.transform.e, left + self.width * self.transform.a, top)
+        from rasterio.transform import array_bounds
+
+        west, south, east, north = array_bounds(self.height, self.width, self.transform)
+        return (west, south, east, north)
 
 
 def mosaic_grid(tiles: Sequence[RasterTile]) -> MosaicGrid:
@@ -303,7 +307,6 @@ def write_cog(
     """
     import rasterio
     import rasterio.shutil
-    from rasterio.merge import merge
     from rasterio.windows import bounds as window_bounds
 
     if overlap not in OVERLAP_RULES:
@@ -328,7 +331,7 @@ def write_cog(
                     if src is not None:
                         data = src.read(window=window)
                     else:
-                        data = _mean_window(tiles, window_bounds(window, grid.transform), grid, merge)
+                        data = _mean_window(tiles, window_bounds(window, grid.transform), grid)
                     dst.write(data, window=window)
                     if progress:
                         progress(done, len(windows))
@@ -341,8 +344,10 @@ def write_cog(
         )  # fmt: skip
 
 
-def _mean_window(tiles: Sequence[RasterTile], bounds: tuple, grid: MosaicGrid, merge: Callable) -> np.ndarray:
+def _mean_window(tiles: Sequence[RasterTile], bounds: tuple, grid: MosaicGrid) -> np.ndarray:
     """The mean of every tile's valid pixels in one window (tiles outside it are not opened)."""
+    from rasterio.merge import merge
+
     left, bottom, right, top = bounds
     hits = [
         t.path
@@ -437,14 +442,14 @@ def stitch_tables(
         for column, dtype in schema.items():
             if column not in gdf.columns:
                 gdf[column] = None
-            gdf[column] = gdf[column].astype(dtype) if dtype != "object" else gdf[column].astype(object)
+            gdf[column] = gdf[column].astype(dtype)
         gdf = gdf[[*schema, "geometry"]]
         if keys:
-            ids = list(gdf[keys].itertuples(index=False, name=None))
-            fresh = [k not in seen for k in ids]
-            fresh = _first_occurrence(ids, fresh)
+            fresh = []  # also drops a key's repeats within this table
+            for k in gdf[keys].itertuples(index=False, name=None):
+                fresh.append(k not in seen)
+                seen.add(k)
             gdf = gdf[fresh]
-            seen.update(k for k, keep in zip(ids, fresh, strict=True) if keep)
         if len(gdf):
             pyogrio.write_dataframe(gdf, gpkg, layer=layer, driver="GPKG", append=gpkg.exists(), promote_to_multi=False)
         rows_out += len(gdf)
@@ -457,16 +462,6 @@ def stitch_tables(
         gpkg.unlink()
     return {"rows_read": rows_in, "rows_written": rows_out, "duplicates_dropped": rows_in - rows_out,
             "columns": [*schema, "geometry"]}  # fmt: skip
-
-
-def _first_occurrence(ids: list[tuple], fresh: list[bool]) -> list[bool]:
-    """Also drop repeats of one key within the same table."""
-    local: set[tuple] = set()
-    out = []
-    for k, ok in zip(ids, fresh, strict=True):
-        out.append(ok and k not in local)
-        local.add(k)
-    return out
 
 
 def _union_schema(files: Sequence[TileFile], tile_column: str) -> dict[str, str]:

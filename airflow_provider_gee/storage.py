@@ -59,7 +59,10 @@ def local_input(location: str, workdir: Path) -> str:
         return location.removeprefix("file://")
     source = ObjectStoragePath(location)
     workdir.mkdir(parents=True, exist_ok=True)
-    target = workdir / f"{len(list(workdir.iterdir())):06d}-{source.name}"
+    # a unique name per copy: tiles of different folders may share a file name
+    fd, name = tempfile.mkstemp(dir=workdir, suffix=f"-{source.name}")
+    os.close(fd)
+    target = Path(name)
     with source.open("rb") as src, target.open("wb") as dst:
         for chunk in iter(lambda: src.read(_CHUNK), b""):
             dst.write(chunk)

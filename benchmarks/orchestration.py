@@ -91,7 +91,7 @@ def per_export(stats: dict[str, Any], completed: int) -> dict[str, Any]:
     }
 
 
-def manual_loop(url: str, conn: str, tiles: list[dict[str, Any]], sleep_seconds: float, out: Path) -> float:
+def manual_loop(conn: str, tiles: list[dict[str, Any]], sleep_seconds: float, out: Path) -> float:
     """The notebook loop, as users write it. Returns its start time (epoch seconds)."""
     os.environ["AIRFLOW_CONN_B1_LOOP"] = conn
     from googleapiclient.http import MediaIoBaseDownload
@@ -154,7 +154,7 @@ def run_loop(args: argparse.Namespace, emulator_args: dict[str, Any], work: Path
     tiles = grid_tiles(REGION, CELL)
     sleep_seconds = 60 * args.task_seconds / args.real_task_seconds
     with emulator_process(emulator_args) as (url, conn):
-        started = manual_loop(url, conn, tiles, sleep_seconds, work / "loop-harvest")
+        started = manual_loop(conn, tiles, sleep_seconds, work / "loop-harvest")
         loop_end = time.time()
         # the notebook has ended; EE keeps running what was submitted
         while requests.get(f"{url}/_emulator/stats", timeout=30).json()["in_flight"]:

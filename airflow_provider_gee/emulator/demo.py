@@ -107,7 +107,7 @@ def run_example(
     shutil.copy(example, dags_folder)
     with emulator_process(emulator_args) as (url, conn):
         stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
-        with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools or {"gee_tasks": 10}) as stack:
+        with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools) as stack:
             print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started", flush=True)
             stack.wait_for_dag(dag_id)
             cpu_before = stack.cpu_seconds()

@@ -221,7 +221,7 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
             raise GeeConfigurationError("destination='gcs' needs bucket='my-bucket'.")
         if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale > 0):
             raise GeeConfigurationError(f"scale must be a positive number of metres, got {self.scale!r}.")
-        if self.crs is not None:
+        if self.crs is not None and not str(self.crs).upper().startswith("SR-ORG:"):  # EE's own codes
             from pyproj import CRS
             from pyproj.exceptions import CRSError
 

@@ -109,13 +109,14 @@ class MosaicOperator(BaseOperator):
             stitch.check_same_grid(tiles)
         vrt_path = out_dir / f"{self.name}.vrt"
         grid = stitch.write_vrt(tiles, vrt_path, "last" if self.overlap == "last" else "first")
+        tile_count = len({t.tile_id for t in tiles})
         self.log.info(
             "VRT %s: %d files of %d tiles, %d x %d pixels, %d bands of %s, %s, bounds %s",
-            vrt_path, len(tiles), len({t.tile_id for t in tiles}), grid.width, grid.height, grid.count, grid.dtype,
+            vrt_path, len(tiles), tile_count, grid.width, grid.height, grid.count, grid.dtype,
             grid.crs.to_string(), grid.bounds,
         )  # fmt: skip
         result: dict[str, Any] = {
-            "vrt": str(vrt_path), "cog": None, "files": len(tiles), "tiles": len({t.tile_id for t in tiles}),
+            "vrt": str(vrt_path), "cog": None, "files": len(tiles), "tiles": tile_count,
             "crs": grid.crs.to_string(), "bounds": list(grid.bounds),
             "resolution": [grid.transform.a, -grid.transform.e], "width": grid.width, "height": grid.height,
             "bands": grid.count, "overlap": self.overlap,
