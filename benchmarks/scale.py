@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         "tiles_per_minute": round(len(exports) / seconds * 60, 1),
         "airflow_cpu_seconds": run["airflow_cpu_seconds"],
         "cpu_seconds_per_tile": round(run["airflow_cpu_seconds"] / max(len(exports), 1), 3),
+        "cpu_seconds_per_tile_by_process": {
+            name: round(spent / max(len(exports), 1), 3)
+            for name, spent in run["airflow_cpu_seconds_by_process"].items()
+        },
         "peak_in_flight": run["stats"]["peak_in_flight"],
         "files_left_on_drive": run["stats"]["drive_files"],
         "wall_seconds_with_setup": round(time.monotonic() - started, 1),

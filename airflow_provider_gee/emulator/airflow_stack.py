@@ -167,23 +167,31 @@ class AirflowStack:
                 raise TimeoutError(f"Timed out after {timeout} s waiting for {what}; see {self.home}/*.log")
             time.sleep(interval)
 
-    def cpu_seconds(self) -> float:
-        """CPU seconds spent so far by the Airflow processes and every task process they ran.
+    def cpu_seconds_by_process(self) -> dict[str, float]:
+        """CPU seconds spent so far, by process: each Airflow process's own, and under
+        ``"tasks"`` the scheduler's children (LocalExecutor workers and the task processes they ran).
 
-        Each live process's own time plus that of the children it reaped (task processes that
-        ended), so every process is counted once; read it twice and subtract to cost a stretch.
+        A process's time counts once: a live process's own time plus that of the children it reaped
+        (task processes that ended); read it twice and subtract to cost a stretch.
         """
-        total = 0.0
-        for proc in self.procs.values():
+        spent: dict[str, float] = {}
+        for name, proc in self.procs.items():
             try:
                 root = psutil.Process(proc.pid)
-                for p in (root, *root.children(recursive=True)):
+                t = root.cpu_times()
+                own = t.user + t.system
+                rest = t.children_user + t.children_system
+                for child in root.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
-                        t = p.cpu_times()
-                        total += t.user + t.system + t.children_user + t.children_system
+                        c = child.cpu_times()
+                        rest += c.user + c.system + c.children_user + c.children_system
             except psutil.Error:
                 continue
-        return total
+            if name == "scheduler":
+                spent["scheduler"], spent["tasks"] = own, rest
+            else:
+                spent[name] = own + rest
+        return spent
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.session.request(method, f"{self.url}/api/v2/{path}", timeout=30, **kwargs)

@@ -97,7 +97,8 @@ def run_example(
     :param emulator_args: ``gee-emulator`` options without dashes, e.g. ``{"task-seconds": 2}``.
     :param pools: pools to create (default ``{"gee_tasks": 10}``), all with include_deferred.
     :return: the run's state, its task instances and its start/end dates, the emulator's stats and
-        operation times, and the CPU seconds Airflow's processes spent between trigger and end.
+        operation times, and the CPU seconds Airflow's processes spent between trigger and end
+        (in all and by process: see :meth:`AirflowStack.cpu_seconds_by_process`).
     """
     if out.exists():
         shutil.rmtree(out)
@@ -110,17 +111,18 @@ def run_example(
         with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools) as stack:
             print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started", flush=True)
             stack.wait_for_dag(dag_id)
-            cpu_before = stack.cpu_seconds()
+            cpu_before = stack.cpu_seconds_by_process()
             run_id = stack.trigger(dag_id, conf)
             print(f"triggered {run_id}; waiting ...", flush=True)
             state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
-            cpu = stack.cpu_seconds() - cpu_before
+            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds_by_process().items()}
             dag_run = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
             tis = stack.task_instances(dag_id, run_id)
         stats = requests.get(f"{url}/_emulator/stats", timeout=30).json()
         operations = requests.get(f"{url}/_emulator/operations", timeout=60).json()["operations"]
     return {"state": state, "task_instances": tis, "dag_run": dag_run, "stats": stats, "operations": operations,
-            "airflow_cpu_seconds": round(cpu, 1)}  # fmt: skip
+            "airflow_cpu_seconds": round(sum(cpu.values()), 1),
+            "airflow_cpu_seconds_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())}}  # fmt: skip
 
 
 def _summarize(out: Path, state: str, tis: list[dict[str, Any]], stats: dict[str, Any], wall: float) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-import shapely.geometry
 from airflow.sdk import BaseOperator, Context, ResumableJobMixin
 
 from airflow_provider_gee.exceptions import (
@@ -46,8 +45,11 @@ from airflow_provider_gee.links import (
     drive_folder_url,
     task_url,
 )
-from airflow_provider_gee.tiling import read_region
 from airflow_provider_gee.triggers.task import GeeQueueTrigger, GeeTaskTrigger, summarize
+
+# geopandas, pandas and pyproj (airflow_provider_gee.tiling) are imported where they are used: every
+# task process parses its DAG file, so an import here costs ~0.5 CPU-s on every task start of every
+# tile (tests/test_import_cost.py keeps it out)
 
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
@@ -242,6 +244,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
                 f"got {self.crs_transform!r}."
             )
         if isinstance(self.region, list | tuple | dict):
+            from airflow_provider_gee.tiling import read_region
+
             read_region(self.region)  # a bad bbox or GeoJSON fails here, named, before anything remote
         if self.export_type == "image" and self.region is None and self.tile is None:
             raise GeeConfigurationError("An image export needs a region: pass tile=... or region=....")
@@ -426,6 +430,10 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
             elif isinstance(self.region, ee.Geometry):
                 args["region"] = self.region
             else:  # bbox, WKT, GeoJSON, a vector file or a table asset: read as tiling reads regions
+                import shapely.geometry
+
+                from airflow_provider_gee.tiling import read_region
+
                 geojson = shapely.geometry.mapping(read_region(self.region, hook=self.hook))
                 args["region"] = ee.Geometry(geojson, None, False)
             for key, value in (("scale", self.scale), ("crs", self.crs), ("crsTransform", self.crs_transform),

@@ -15,7 +15,10 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.configuration import conf
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.tiling import DEFAULT_MAX_TILES, chunk_points, grid_tiles
+
+# geopandas, pandas and pyproj (airflow_provider_gee.tiling) are imported where they are used: every
+# task process parses its DAG file, so an import here costs ~0.5 CPU-s on every task start of every
+# tile (tests/test_import_cost.py keeps it out)
 
 
 def check_map_length(count: int, what: str) -> None:
@@ -43,7 +46,8 @@ class GridTilesOperator(BaseOperator):
     :param crs: the grid's CRS (metres: a projected CRS, default EPSG:6933).
     :param clip: clip tile geometries to the region.
     :param overlap: grow each tile by this much on every side (grid units).
-    :param max_tiles: refuse grids with more tiles.
+    :param max_tiles: refuse grids with more tiles (default
+        :data:`airflow_provider_gee.tiling.DEFAULT_MAX_TILES`, 100,000).
     :param layer: layer of a multi-layer region file.
     :param region_crs: CRS of region input that carries none.
     :param gcp_conn_id: connection for reading an EE table asset as region.
@@ -61,7 +65,7 @@ class GridTilesOperator(BaseOperator):
         crs: str | None = None,
         clip: bool = False,
         overlap: float = 0.0,
-        max_tiles: int = DEFAULT_MAX_TILES,
+        max_tiles: int | None = None,
         layer: str | None = None,
         region_crs: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
@@ -80,6 +84,9 @@ class GridTilesOperator(BaseOperator):
         self.gcp_conn_id = gcp_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_gee.tiling import DEFAULT_MAX_TILES, grid_tiles
+
+        max_tiles = DEFAULT_MAX_TILES if self.max_tiles is None else self.max_tiles
         hook = None
         if isinstance(self.region, str) and self.region.startswith(("projects/", "users/")):
             from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
@@ -87,7 +94,7 @@ class GridTilesOperator(BaseOperator):
             hook = EarthEngineHook(gcp_conn_id=self.gcp_conn_id)
         tiles = grid_tiles(
             self.region, self.cell_size, units=self.units, crs=self.crs, clip=self.clip, overlap=self.overlap,
-            max_tiles=self.max_tiles, layer=self.layer, region_crs=self.region_crs, hook=hook,
+            max_tiles=max_tiles, layer=self.layer, region_crs=self.region_crs, hook=hook,
         )  # fmt: skip
         check_map_length(len(tiles), f"Task {self.task_id!r}")
         self.log.info("%d tiles, from %s to %s", len(tiles), tiles[0]["tile_id"], tiles[-1]["tile_id"])
@@ -125,6 +132,8 @@ class PointChunksOperator(BaseOperator):
         self.layer = layer
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_provider_gee.tiling import chunk_points
+
         chunks = chunk_points(
             self.points, self.max_points, id_column=self.id_column, max_extent=self.max_extent, layer=self.layer
         )
