@@ -41,3 +41,15 @@ def test_init_creates_the_pool_with_include_deferred():
     for name in ("airflow-api-server", "airflow-scheduler", "airflow-triggerer", "airflow-worker"):
         depends = compose()["services"][name]["depends_on"]
         assert depends["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_large_xcoms_go_to_a_volume_every_airflow_service_mounts():
+    services = compose()["services"]
+    env = services["airflow-worker"]["environment"]
+    assert env["AIRFLOW__CORE__XCOM_BACKEND"] == "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
+    assert int(env["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD"]) > 0  # below 0 nothing leaves the database
+    path = env["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH"].removeprefix("file://")
+    for name, service in services.items():
+        if name.startswith("airflow-"):  # the api-server deletes them, workers write and read them
+            mounts = [v.split(":")[1] for v in service.get("volumes", [])]
+            assert any(path.startswith(m.rstrip("/") + "/") for m in mounts), (name, mounts)
