@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
-# All benchmarks, one after the other (about an hour on 2 cores); JSON under benchmarks/results/.
+# All benchmarks, one after the other (about three hours on 2 cores, two of them B5); JSON under benchmarks/results/.
 bench: $(STAMP)
 	$(PY) benchmarks/tiling.py
 	$(PY) benchmarks/triggers.py

@@ -48,8 +48,8 @@ from airflow_provider_gee.links import (
 from airflow_provider_gee.triggers.task import GeeQueueTrigger, GeeTaskTrigger, summarize
 
 # geopandas, pandas and pyproj (airflow_provider_gee.tiling) are imported where they are used: every
-# task process parses its DAG file, so an import here costs ~0.5 CPU-s on every task start of every
-# tile (tests/test_import_cost.py keeps it out)
+# task process parses its DAG file, so an import here costs ~0.3 CPU-s on every task start of every
+# tile (tests/unit/test_import_cost.py keeps it out)
 
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")

@@ -17,8 +17,8 @@ from airflow.sdk.configuration import conf
 from airflow_provider_gee.exceptions import GeeConfigurationError
 
 # geopandas, pandas and pyproj (airflow_provider_gee.tiling) are imported where they are used: every
-# task process parses its DAG file, so an import here costs ~0.5 CPU-s on every task start of every
-# tile (tests/test_import_cost.py keeps it out)
+# task process parses its DAG file, so an import here costs ~0.3 CPU-s on every task start of every
+# tile (tests/unit/test_import_cost.py keeps it out)
 
 
 def check_map_length(count: int, what: str) -> None:
