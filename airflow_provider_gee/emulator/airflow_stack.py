@@ -225,7 +225,7 @@ class AirflowStack:
             return state if state in TERMINAL_RUN_STATES else None
 
         # Each GET of a run loads every task instance of it (DagRun.dag_versions): at 2,000 tiles
-        # ~0.5 CPU-s of the api-server, so a poll each second took most of its time (py-spy, B5).
+        # 0.4-0.8 s of the api-server, so a poll each second took most of its time (py-spy, B5).
         # A run is seen ending at most 15 s late.
         return self._wait(ended, timeout, f"run {run_id} of {dag_id}", interval=1.0, max_interval=15.0)
 

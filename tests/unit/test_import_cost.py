@@ -25,7 +25,7 @@ OPERATOR_MODULES = (
 )
 
 _PROBE = """
-import importlib.util, json, runpy, sys
+import importlib, json, runpy, sys
 target = sys.argv[1]
 if target.endswith(".py"):
     runpy.run_path(target)
