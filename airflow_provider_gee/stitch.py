@@ -18,11 +18,15 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and rasterio are imported in the functions that use them: the operator module imports this
+# one when a DAG file is parsed, which every task process of every tile does again.
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,8 @@ def read_raster_tiles(files: Iterable[TileFile]) -> list[RasterTile]:
 
 def check_same_grid(tiles: Sequence[RasterTile]) -> None:
     """Raise, naming the tiles, unless all share CRS, pixel size, pixel lattice, bands and type."""
+    import numpy as np
+
     first = tiles[0]
     problems: list[str] = []
     for t in tiles[1:]:
@@ -234,6 +240,8 @@ def write_vrt(tiles: Sequence[RasterTile], path: Path, overlap: str = "first") -
     BuildVRT and the GDAL Python bindings are not a dependency; the format is documented at
     https://gdal.org/drivers/raster/vrt.html.)
     """
+    import numpy as np
+
     if overlap not in ("first", "last"):
         raise GeeConfigurationError(f"A VRT can resolve overlaps with 'first' or 'last', not {overlap!r}.")
     grid = mosaic_grid(tiles)
@@ -346,6 +354,7 @@ def write_cog(
 
 def _mean_window(tiles: Sequence[RasterTile], bounds: tuple, grid: MosaicGrid) -> np.ndarray:
     """The mean of every tile's valid pixels in one window (tiles outside it are not opened)."""
+    import numpy as np
     from rasterio.merge import merge
 
     left, bottom, right, top = bounds

@@ -47,9 +47,8 @@ def export_constant(hook: Any, request_id: str, value: float = 1, **export_args:
 def run_exports(hook: Any, jobs: list[tuple[str, Any, str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Submit ``(tile_id, ee_object, kind, destination, export_args)`` exports at once, wait for all,
     and return each shaped as GeeExportOperator returns it (what DriveHarvestOperator takes)."""
-    from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES
     from airflow_provider_gee.links import drive_folder_id
-    from airflow_provider_gee.triggers.task import summarize
+    from airflow_provider_gee.operations import TERMINAL_STATES, summarize
 
     hook.initialize_ee()
     ops = [

@@ -32,25 +32,11 @@ from google.auth.transport.requests import AuthorizedSession
 
 from airflow_provider_gee.exceptions import EarthEngineError, GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
+from airflow_provider_gee.operations import DESTINATIONS, EXPORT_KINDS, QUEUE_PAGES, count_active
 from airflow_provider_gee.retry import RetryPolicy, async_call_with_retry, call_with_retry
 
 ExportKind = Literal["image", "table"]
 Destination = Literal["drive", "asset", "gcs"]
-EXPORT_KINDS: tuple[str, ...] = ("image", "table")
-DESTINATIONS: tuple[str, ...] = ("drive", "asset", "gcs")
-
-#: Operation states in which EE still holds a batch slot or queue entry for the task.
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING"})
-#: Listing pages (500 operations each, newest first) read to count EE's queue.
-QUEUE_PAGES = 2
-
-
-def count_active(operations: list[dict[str, Any]]) -> int:
-    """How many of these operations still hold a place in EE's queue (PENDING/RUNNING/CANCELLING)."""
-    return sum(1 for op in operations if op.get("metadata", {}).get("state") in ACTIVE_STATES)
-
-
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 # ``ee`` keeps one credential, project and base URL per process; remember which connection it was
 # set up for so that a second hook for the same connection costs nothing.

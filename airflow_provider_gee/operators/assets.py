@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
-from airflow_provider_gee.hooks.earth_engine import EarthEngineHook, check_relative_pattern
 from airflow_provider_gee.links import EarthEngineAssetLink, asset_url
 from airflow_provider_gee.operators.export import request_id, sanitize_description
-from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
+if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+# the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
 
 _STATE_KEY = "gee_merge_level"
 
@@ -86,6 +89,8 @@ class AssetMergeOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> EarthEngineHook:
+        from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
         return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
     # ------------------------------------------------------------------ inputs
@@ -97,6 +102,8 @@ class AssetMergeOperator(BaseOperator):
         if self.max_parts_per_merge < 2:
             raise GeeConfigurationError(f"max_parts_per_merge must be at least 2, got {self.max_parts_per_merge}.")
         if self.source_folder is not None:
+            from airflow_provider_gee.hooks.earth_engine import check_relative_pattern
+
             check_relative_pattern(self.pattern)
             folder = self.hook.asset_name(self.source_folder)
             parts = [
@@ -204,6 +211,8 @@ class AssetMergeOperator(BaseOperator):
                     "Level %d: merging group(s) up to %d of %d", plan["level"], plan["next"], len(plan["groups"])
                 )
                 context["task_state_store"].set(_STATE_KEY, plan)  # survives the deferral and retries
+                from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
                 self.defer(
                     trigger=GeeTaskTrigger(
                         operations,
@@ -288,5 +297,7 @@ class GeeAssetCleanupOperator(BaseOperator):
         self.folder, self.pattern, self.dry_run, self.gcp_conn_id = folder, pattern, dry_run, gcp_conn_id
 
     def execute(self, context: Context) -> list[str]:
+        from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
         hook = EarthEngineHook(gcp_conn_id=self.gcp_conn_id)
         return hook.delete_tree(self.folder, pattern=self.pattern, dry_run=self.dry_run)

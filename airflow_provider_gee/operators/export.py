@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context, ResumableJobMixin
 
@@ -28,13 +28,6 @@ from airflow_provider_gee.exceptions import (
     EarthEngineRejected,
     EarthEngineTaskFailed,
     GeeConfigurationError,
-)
-from airflow_provider_gee.hooks.earth_engine import (
-    ACTIVE_STATES,
-    DESTINATIONS,
-    EXPORT_KINDS,
-    TERMINAL_STATES,
-    EarthEngineHook,
 )
 from airflow_provider_gee.links import (
     DriveFolderLink,
@@ -45,11 +38,15 @@ from airflow_provider_gee.links import (
     drive_folder_url,
     task_url,
 )
-from airflow_provider_gee.triggers.task import GeeQueueTrigger, GeeTaskTrigger, summarize
+from airflow_provider_gee.operations import ACTIVE_STATES, DESTINATIONS, EXPORT_KINDS, TERMINAL_STATES, summarize
 
-# geopandas, pandas and pyproj (airflow_provider_gee.tiling) are imported where they are used: every
-# task process parses its DAG file, so an import here costs ~0.3 CPU-s on every task start of every
-# tile (tests/unit/test_import_cost.py keeps it out)
+if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+# The hook and triggers (the Google provider's base hook, googleapiclient, aiohttp) and geopandas,
+# pandas and pyproj (airflow_provider_gee.tiling) are imported where they are used: every task
+# process parses its DAG file, so a module-level import is paid on every task start of every tile,
+# also by the resumed half, which needs none of them (tests/unit/test_import_cost.py keeps it so).
 
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
@@ -186,11 +183,15 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         self.wait_timeout = wait_timeout
         self.max_ee_queue = max_ee_queue
         self._operation: dict[str, Any] | None = None
+        # what the mixin read from task_state_store (get_job_status), so submit_job need not read it again
+        self._stored: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ configuration
 
     @cached_property
     def hook(self) -> EarthEngineHook:
+        from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
         return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
     @property
@@ -302,10 +303,10 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
     # ------------------------------------------------------------------ ResumableJobMixin
 
     def submit_job(self, context: Context) -> dict[str, Any]:
-        store = context.get("task_state_store")
-        prior = store.get(self.external_id_key) if store is not None else None
         # The generation follows the stored (failed) operation, so repeated crashes around a
-        # resubmission keep asking EE with the same requestId and get the same new operation.
+        # resubmission keep asking EE with the same requestId and get the same new operation. The
+        # mixin calls submit_job after get_job_status saw that operation, or when none is stored.
+        prior = self._stored
         generation = int(prior["generation"]) + 1 if prior else 0
         self._admit(context)
         rid = self._request_id(context, generation)
@@ -336,6 +337,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         self.log.info(
             "EE holds %d active tasks for %s (max_ee_queue=%d): waiting", active, self.hook.project, self.max_ee_queue
         )
+        from airflow_provider_gee.triggers.task import GeeQueueTrigger
+
         self.defer(
             trigger=GeeQueueTrigger(
                 f"projects/{self.hook.project}", self.max_ee_queue, gcp_conn_id=self.gcp_conn_id,
@@ -345,6 +348,7 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
         )  # fmt: skip
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
+        self._stored = external_id
         self._operation = summarize(self.hook.get_operation(external_id["operation"]))
         self.log.info("Stored EE task %s is %s", external_id["operation"], self._operation["state"])
         if self._operation["state"] in ACTIVE_STATES:
@@ -360,6 +364,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
     def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | None:
         name = external_id["operation"]
         if self.deferrable:
+            from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
             self.defer(
                 trigger=GeeTaskTrigger(
                     [name], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
@@ -447,15 +453,14 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
 
     def _persist_links(self, context: Context, operation: str) -> None:
         EarthEngineTaskLink.persist(context, url=task_url(self.hook.api_url, self.hook.uses_google, operation))
-        if self.destination == "drive":
-            DriveFolderLink.persist(context, url=drive_folder_url(self.folder))
-        if self.destination == "asset":
-            EarthEngineAssetLink.persist(context, url=asset_url(self.hook.asset_name(self._fill(self.asset_id) or "")))
-        # links that do not apply get an empty value: the UI shows none, and no lookup misses
-        applies = {DriveFolderLink: self.destination == "drive", EarthEngineAssetLink: self.destination == "asset"}
-        for link, used in applies.items():
-            if not used:
-                context["ti"].xcom_push(key=link.key, value=None)
+        self._persist_destination_links(context)
+
+    def _persist_destination_links(self, context: Context, drive_folder_id: str | None = None) -> None:
+        """The Drive folder and asset links; the one that does not apply is set empty (no link)."""
+        drive = self.destination == "drive"
+        DriveFolderLink.persist(context, url=drive_folder_url(self.folder, drive_folder_id) if drive else None)
+        asset = self.hook.asset_name(self._fill(self.asset_id) or "") if self.destination == "asset" else None
+        EarthEngineAssetLink.persist(context, url=asset_url(asset) if asset else None)
 
     def _result(self, context: Context, op: dict[str, Any]) -> dict[str, Any]:
         """The XCom result: what harvest and merge operators need, nothing more."""
@@ -477,8 +482,8 @@ class GeeExportOperator(ResumableJobMixin, BaseOperator):
             if self.destination == "drive":
                 result["folder"] = self.folder
                 result["drive_folder_id"] = drive_folder_id(result["destination_uris"])
-                if result["drive_folder_id"]:
-                    DriveFolderLink.persist(context, url=drive_folder_url(self.folder, result["drive_folder_id"]))
             else:
                 result["bucket"] = self.bucket
+        # a resumed half sets them again (the folder now by id); only the task link is read back
+        self._persist_destination_links(context, result.get("drive_folder_id"))
         return result

@@ -20,14 +20,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 
 from airflow_provider_gee.checksums import md5_file, verify_copy
 from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.hooks.drive import DriveHook
 from airflow_provider_gee.storage import target_dir, upload_verified
+
+if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.drive import DriveHook
 
 #: ``prefix-YYYYYYYYYY-XXXXXXXXXX.tif``: one part of a GeoTIFF export EE split by pixel offsets.
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
@@ -78,6 +80,9 @@ class _DriveSource:
     @property
     def hook(self) -> DriveHook:
         if not hasattr(self._local, "hook"):
+            # imported here, not at parse time: the Google API client is paid only by harvesting tasks
+            from airflow_provider_gee.hooks.drive import DriveHook
+
             self._local.hook = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
         return self._local.hook
 

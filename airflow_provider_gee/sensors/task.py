@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
-from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
-from airflow_provider_gee.triggers.task import GeeTaskTrigger, summarize
+from airflow_provider_gee.operations import TERMINAL_STATES, summarize
+
+if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+# the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
 
 
 class GeeTaskSensor(BaseSensorOperator):
@@ -56,6 +60,8 @@ class GeeTaskSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> EarthEngineHook:
+        from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
         return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
     def _targets(self) -> list[dict[str, Any]]:
@@ -102,6 +108,8 @@ class GeeTaskSensor(BaseSensorOperator):
             )
             self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.poke_interval)), method_name="execute")
         names = [t["name"] for t in targets]
+        from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
         self.defer(
             trigger=GeeTaskTrigger(
                 names, gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,

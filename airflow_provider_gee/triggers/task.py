@@ -24,37 +24,14 @@ import aiohttp
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gee.exceptions import EarthEngineError
-from airflow_provider_gee.hooks.earth_engine import (
-    QUEUE_PAGES,
-    TERMINAL_STATES,
-    EarthEngineAsyncHook,
-    count_active,
-)
+from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
+from airflow_provider_gee.operations import QUEUE_PAGES, TERMINAL_STATES, count_active, summarize
 
 log = logging.getLogger(__name__)
 
 #: Up to this many watched operations are read with one GET each; more are read from the listing.
 GET_EACH_UP_TO = 3
 LIST_PAGE_SIZE = 500
-
-
-def summarize(operation: dict[str, Any]) -> dict[str, Any]:
-    """The fields of an operation that operators and the log need (small, JSON-ready)."""
-    meta = operation.get("metadata", {})
-    out = {
-        "name": operation.get("name"),
-        "state": meta.get("state"),
-        "description": meta.get("description"),
-        "type": meta.get("type"),
-        "progress": meta.get("progress"),
-        "destination_uris": meta.get("destinationUris", []),
-        "eecu_seconds": meta.get("batchEecuUsageSeconds"),
-        "attempt": meta.get("attempt"),
-        "update_time": meta.get("updateTime"),
-    }
-    if operation.get("error"):
-        out["error"] = operation["error"].get("message")
-    return out
 
 
 @dataclass(eq=False)
@@ -177,7 +154,7 @@ class GeeTaskTrigger(BaseTrigger):
     """Fire when the given EE operations have ended (or one failed, with ``fail_fast``).
 
     Events: ``{"status": "success" | "failed" | "error" | "timeout", "operations": {name: summary},
-    "message": str}``; summaries come from :func:`summarize`.
+    "message": str}``; summaries come from :func:`~airflow_provider_gee.operations.summarize`.
 
     :param operations: full operation names (``projects/P/operations/ID``).
     :param gcp_conn_id: the Airflow connection id.

@@ -10,7 +10,8 @@ import rasterio
 
 from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.drive import DriveHook
-from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
+from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+from airflow_provider_gee.operations import TERMINAL_STATES
 from tests.conftest import TEST_PROJECT
 from tests.helpers import admin, export_constant, wait_for
 

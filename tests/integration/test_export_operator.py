@@ -195,8 +195,8 @@ def test_request_ids_and_descriptions_follow_ees_rules():
 @pytest.mark.emulator(ee_concurrency=0)
 def test_on_kill_cancels_the_running_ee_task(gee_conn, emulator):
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+    from airflow_provider_gee.operations import summarize
     from airflow_provider_gee.operators.export import GeeExportOperator
-    from airflow_provider_gee.triggers.task import summarize
 
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
     op = export_constant(hook, "kill-1", description="kill")

@@ -5,6 +5,7 @@ emulated EE that runs 3 tasks at once."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -37,6 +38,18 @@ with DAG("pool_bound", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) 
     ).expand(tile=tiles.output)
 """
 
+LINK_KEYS = ("gee_task_link", "gee_drive_folder_link", "gee_asset_link")
+
+
+def link_requests(api_log: str) -> tuple[int, int, int]:
+    """(XCom GETs, XCom POSTs of link keys, task runs started) in the api-server's access log."""
+    keys = "|".join(LINK_KEYS)
+    gets = len(re.findall(rf"method=GET path=/execution/xcoms/\S+/({keys}) ", api_log))
+    posts = len(re.findall(rf"method=POST path=/execution/xcoms/\S+/({keys}) ", api_log))
+    runs = len(re.findall(r"method=PATCH path=/execution/task-instances/\S+/run query=\S* status_code=200", api_log))
+    return gets, posts, runs
+
+
 EXPORT_ROUTES = ("ee.image.export", "ee.table.export", "ee.operations.", "ee.assets.", "ee.projects.listAssets")
 
 
@@ -49,8 +62,30 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
     with AirflowStack(tmp_path / "home", dags, env=env, pools={"gee_tasks": 10}) as stack:
         stack.wait_for_dag("pool_bound")
         run_id = stack.trigger("pool_bound")
+
+        def deferred_export() -> dict | None:
+            # the last of several deferred exports waits longest: EE runs 3 at once, 2 s each
+            tis = stack.task_instances("pool_bound", run_id)
+            waiting = [ti for ti in tis if ti["task_id"] == "export" and ti["state"] == "deferred"]
+            return max(waiting, key=lambda ti: ti["map_index"]) if len(waiting) >= 4 else None
+
+        waiting = stack._wait(deferred_export, 300, "exports to defer")
+        links_path = f"dags/pool_bound/dagRuns/{run_id}/taskInstances/export/links"
+        links = stack.api("GET", links_path, params={"map_index": waiting["map_index"]})["extra_links"]
         state = stack.wait_for_run("pool_bound", run_id, timeout=600)
         tis = stack.task_instances("pool_bound", run_id)
+        final_links = stack.api("GET", links_path, params={"map_index": waiting["map_index"]})["extra_links"]
+        gets, posts, runs = link_requests((stack.home / "api-server.log").read_text())
+    # the links show while the export waits on EE, and the Drive folder by id once it ended
+    assert re.fullmatch(rf"{emulator.url}/v1/projects/[^/]+/operations/\S+", links["Earth Engine task"]), links
+    assert links["Drive folder"] == "https://drive.google.com/drive/search?q=pool"
+    assert links["Earth Engine asset"] is None
+    assert final_links["Earth Engine task"] == links["Earth Engine task"]
+    assert final_links["Drive folder"].startswith("https://drive.google.com/drive/folders/"), final_links
+    # each link is written once per task run, by Airflow's task runner; only a resumed half reads
+    # its EE task link back (the Google provider's base link: ~6 reads and ~4.5 writes per run)
+    print(f"\nlink XCom requests: {gets} reads, {posts} writes, {runs} task runs")
+    assert posts <= 3 * runs and gets <= runs
     stats = emulator.stats()
     exports = [ti for ti in tis if ti["task_id"] == "export"]
     assert state == "success", [(ti["task_id"], ti["map_index"], ti["state"]) for ti in tis]

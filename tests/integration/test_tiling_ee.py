@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from shapely.geometry import box, shape
 
-from airflow_provider_gee.hooks.earth_engine import TERMINAL_STATES, EarthEngineHook
+from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+from airflow_provider_gee.operations import TERMINAL_STATES
 from airflow_provider_gee.tiling import (
     chunk_points,
     chunk_to_ee_feature_collection,

@@ -1,6 +1,7 @@
 """Every task process parses its DAG file again, so what the operator modules import at module level
 is paid on every task start of every tile (a tile starts three: export, its resume, harvest).
-The geometry and raster stacks cost ~0.3 CPU-s per start; only the tasks that use them load them."""
+The geometry and raster stacks cost ~0.3 CPU-s per start, the Google provider's base hook with
+googleapiclient and aiohttp about as much again; only the tasks that use them load them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "example_dags").glob("*.py"))
-#: loaded only inside the tasks that need them (tiling, stitching, building EE objects, reports)
-HEAVY = ("geopandas", "pandas", "pyproj", "rasterio", "pyogrio", "pyarrow", "ee", "matplotlib")
+#: loaded only inside the tasks that need them (tiling, stitching, building EE objects, reports,
+#: talking to Google: the resumed half of an export needs none of them)
+HEAVY = (
+    "geopandas", "pandas", "pyproj", "rasterio", "pyogrio", "pyarrow", "ee", "matplotlib", "numpy",
+    "airflow.providers.google.common.hooks.base_google", "googleapiclient", "aiohttp",
+)  # fmt: skip
 OPERATOR_MODULES = (
     "airflow_provider_gee.operators.export",
     "airflow_provider_gee.operators.harvest",
@@ -58,3 +63,8 @@ def test_operator_modules_load_no_heavy_library(module: str, tmp_path: Path) -> 
 def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:
     # the check above would pass vacuously if the probe could not see modules being loaded
     assert {"geopandas", "pandas", "pyproj"} <= set(heavy_modules_loaded("airflow_provider_gee.tiling", tmp_path))
+
+
+def test_the_probe_sees_the_google_clients(tmp_path: Path) -> None:
+    loaded = set(heavy_modules_loaded("airflow_provider_gee.hooks.drive", tmp_path))
+    assert {"airflow.providers.google.common.hooks.base_google", "googleapiclient", "aiohttp"} <= loaded
