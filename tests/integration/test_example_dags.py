@@ -113,18 +113,26 @@ def test_monthly_backfill_exports_each_month_once_even_when_rerun(emulator, tmp_
         all_runs = stack.api("GET", f"dags/{dag_id}/dagRuns", params={"limit": 50})["dag_runs"]
         return [r for r in all_runs if r["run_type"] == "backfill"]
 
+    def backfills_completed(stack) -> bool:
+        # the scheduler marks a backfill complete on a 30-s timer after its runs end (later when its
+        # loop is busy); one backfill per DAG at a time
+        backfills = stack.api("GET", "backfills", params={"dag_id": dag_id})["backfills"]
+        return bool(backfills) and all(b["completed_at"] for b in backfills)
+
     def create_backfill(stack, reprocess: str) -> None:
         # SQLite allows one writer, and AirflowStack.airflow retries a command that met the
-        # scheduler's lock; a first attempt that failed after creating the backfill leaves it
-        # created, and the retry then finds it running: that backfill is the one asked for
+        # scheduler's lock. Airflow commits a backfill before its runs, so a first attempt that
+        # failed in between leaves an empty backfill running and its retry gets
+        # AlreadyRunningBackfill: wait until the scheduler completes that one, then ask again.
         args = ("--dag-id", dag_id, "--from-date", "2024-01-01", "--to-date", "2024-03-01")
-        try:
-            stack.airflow("backfill", "create", *args, "--reprocess-behavior", reprocess)
-        except RuntimeError as exc:
-            backfills = stack.api("GET", "backfills", params={"dag_id": dag_id})["backfills"]
-            created = [b for b in backfills if not b["completed_at"] and b["reprocess_behavior"] == reprocess]
-            if "AlreadyRunningBackfill" not in str(exc) or len(created) != 1:
-                raise
+        for attempt in range(3):
+            try:
+                stack.airflow("backfill", "create", *args, "--reprocess-behavior", reprocess)
+                return
+            except RuntimeError as exc:
+                if "AlreadyRunningBackfill" not in str(exc) or attempt == 2:
+                    raise
+            stack._wait(lambda: backfills_completed(stack), 600, "the half-created backfill to complete", 2.0)
 
     def wait_all_success(stack, count: int) -> list[dict]:
         deadline = time.monotonic() + 600
@@ -142,13 +150,7 @@ def test_monthly_backfill_exports_each_month_once_even_when_rerun(emulator, tmp_
         first = wait_all_success(stack, 3)
         ops_after_first = emulator.stats()["operations"]
 
-        # one backfill per DAG at a time: the scheduler marks the first complete on a 30-s timer after
-        # its runs end (later when its loop is busy), so wait for that before asking for the re-run
-        def first_backfill_completed() -> bool:
-            backfills = stack.api("GET", "backfills", params={"dag_id": dag_id})["backfills"]
-            return bool(backfills) and all(b["completed_at"] for b in backfills)
-
-        stack._wait(first_backfill_completed, 600, "the scheduler to mark the first backfill complete", 2.0)
+        stack._wait(lambda: backfills_completed(stack), 600, "the first backfill to complete", 2.0)
         create_backfill(stack, "completed")
         time.sleep(3)
         again = wait_all_success(stack, 3)
