@@ -3,32 +3,48 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# dev/ (the local Airflow harness, the demo driver) is development code, not installed: run from the root
+RUN := PYTHONPATH=. $(PY)
 
-.PHONY: demo test bench lint format lock emulator clean
+.PHONY: demo test compat dist bench lint format lock emulator clean
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(STAMP): pyproject.toml packages/gee-emulator/pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e 'packages/gee-emulator[gcs]' -e '.[dev,emulator]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(RUN) -m dev.demo
 
+# Fast unit tests first (no database, no subprocess; they fail fast), then the integration tests
+# (real clients, emulator, real Airflow processes) and the system tests (fresh installs: make compat).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest tests/unit -x -q
+	$(VENV)/bin/pytest tests/integration tests/system
+
+# The wheel in fresh virtualenvs: only Airflow (oldest supported, newest pinned), then the provider.
+compat: $(STAMP)
+	$(RUN) -m dev.compat_check
+
+# sdist and wheel of both distributions under dist/, checked by twine.
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m build --outdir dist packages/gee-emulator
+	$(VENV)/bin/twine check --strict dist/*
 
 # All benchmarks, one after the other (about three hours on 2 cores, two of them B5); JSON under benchmarks/results/.
 bench: $(STAMP)
-	$(PY) benchmarks/tiling.py
-	$(PY) benchmarks/triggers.py
-	$(PY) benchmarks/harvest.py
-	$(PY) benchmarks/mosaic.py
-	$(PY) benchmarks/orchestration.py
-	$(PY) benchmarks/scale.py
-	$(PY) benchmarks/summary.py
+	$(RUN) benchmarks/tiling.py
+	$(RUN) benchmarks/triggers.py
+	$(RUN) benchmarks/harvest.py
+	$(RUN) benchmarks/mosaic.py
+	$(RUN) benchmarks/orchestration.py
+	$(RUN) benchmarks/scale.py
+	$(RUN) benchmarks/summary.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -41,12 +57,12 @@ format: $(STAMP)
 # Re-resolve the pinned set after changing pyproject.toml's dependencies.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet -e '.[dev]'
-	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^airflow-provider-gee' > requirements/constraints.txt
+	.lock-venv/bin/pip install --quiet -e 'packages/gee-emulator[gcs]' -e '.[dev,emulator]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -vE "^(airflow-provider-gee|gee-emulator)" > requirements/constraints.txt
 	rm -rf .lock-venv
 
 emulator: $(STAMP)
 	$(VENV)/bin/gee-emulator --print-connection
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache build dist

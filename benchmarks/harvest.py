@@ -92,7 +92,7 @@ def main() -> int:
     home = tempfile.mkdtemp(prefix="bench-airflow-")
     env = {**os.environ, "AIRFLOW_HOME": home, "NO_PROXY": "127.0.0.1,localhost"}
     emu = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_gee.emulator", "--port", "0", "--print-connection"],
+        [sys.executable, "-m", "gee_emulator", "--port", "0", "--print-connection"],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

@@ -98,7 +98,7 @@ def manual_loop(conn: str, tiles: list[dict[str, Any]], sleep_seconds: float, ou
 
     from airflow_provider_gee.hooks.drive import DriveHook
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
-    from airflow_provider_gee.tiling import tile_to_ee_geometry
+    from airflow_provider_gee.utils.tiling import tile_to_ee_geometry
 
     EarthEngineHook(gcp_conn_id="b1_loop").initialize_ee()  # the user's ee.Initialize(project=...)
     import ee
@@ -148,8 +148,8 @@ def manual_loop(conn: str, tiles: list[dict[str, Any]], sleep_seconds: float, ou
 
 
 def run_loop(args: argparse.Namespace, emulator_args: dict[str, Any], work: Path) -> dict[str, Any]:
-    from airflow_provider_gee.emulator.demo import emulator_process
-    from airflow_provider_gee.tiling import grid_tiles
+    from airflow_provider_gee.utils.tiling import grid_tiles
+    from dev.demo import emulator_process
 
     tiles = grid_tiles(REGION, CELL)
     sleep_seconds = 60 * args.task_seconds / args.real_task_seconds
@@ -175,7 +175,7 @@ def run_loop(args: argparse.Namespace, emulator_args: dict[str, Any], work: Path
 
 
 def run_dag(args: argparse.Namespace, emulator_args: dict[str, Any], work: Path) -> dict[str, Any]:
-    from airflow_provider_gee.emulator.demo import run_example
+    from dev.demo import run_example
 
     out = work / "dag"
     run = run_example(

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-    from airflow_provider_gee.emulator.demo import run_example
+    from dev.demo import run_example
 
     out = Path(tempfile.mkdtemp(prefix="bench-b5-"))
     env = {"AIRFLOW__CORE__MAX_MAP_LENGTH": "4096"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from airflow_provider_gee.tiling import grid_tiles
+from airflow_provider_gee.utils.tiling import grid_tiles
 
 
 def continent(vertices: int = 4000, seed: int = 3) -> shapely.Polygon:

@@ -27,7 +27,7 @@ INTERVALS = 5
 def main() -> int:
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
-    from airflow_provider_gee.emulator import EmulatorConfig, EmulatorServer
+    from gee_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(project="gee-bench-project", ee_concurrency=0)) as emu:
         os.environ["AIRFLOW_CONN_BENCH"] = json.dumps(emu.connection())

@@ -37,5 +37,5 @@ with DAG(
     tiles = GridTilesOperator(task_id="tiles", region=[13.2134, 52.4152, 13.3019, 52.4873], cell_size=0.05)
     GeeExportOperator.partial(
         task_id="export", build=monthly_image, gcp_conn_id=CONN_ID, pool="gee_tasks", folder="gee_monthly",
-        scale=100, poll_interval=5,
+        scale=100, poll_interval=5, deferrable=True,
     ).expand(tile=tiles.output)  # fmt: skip

@@ -24,7 +24,7 @@ def sample_chunk(chunk: dict, context: dict):
     """Per-chunk computation: pixel values under each point (replace the image with your own)."""
     import ee
 
-    from airflow_provider_gee.tiling import chunk_to_ee_feature_collection
+    from airflow_provider_gee.utils.tiling import chunk_to_ee_feature_collection
 
     points = chunk_to_ee_feature_collection(chunk)
     image = ee.Image.pixelLonLat()
@@ -75,6 +75,7 @@ with DAG(
     samples = GeeExportOperator.partial(
         task_id="sample", build=sample_chunk, export_type="table", destination="asset",
         asset_id=f"{PARTS}/chunk_{{tile_id}}", overwrite=True, gcp_conn_id=CONN_ID, pool="gee_tasks", poll_interval=5,
+        deferrable=True,
     ).expand(tile=chunks.output)  # fmt: skip
     merge = AssetMergeOperator(
         task_id="merge", source_folder=PARTS, pattern="chunk_*", destination_asset=MERGED, delete_sources=True,
@@ -85,7 +86,7 @@ with DAG(
     def download(merged: dict, params: dict | None = None) -> dict:
         """The merged table, read page by page over REST, as a GeoPackage."""
         from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
-        from airflow_provider_gee.tiling import ee_table_to_geodataframe
+        from airflow_provider_gee.utils.tiling import ee_table_to_geodataframe
 
         gdf = ee_table_to_geodataframe(merged["asset_id"], EarthEngineHook(gcp_conn_id=CONN_ID))
         gdf.to_file(params["output"], driver="GPKG")

@@ -55,6 +55,7 @@ with DAG(
             task_id="export", tile=tile, build=build, gcp_conn_id=CONN_ID, pool="gee_tasks",
             folder="{{ params.folder }}", scale="{{ params.scale }}", file_name_prefix="{tile_id}",
             poll_interval=5, weight_rule="absolute",
+            deferrable=True,  # the pool slot is held by a deferred task, not a worker slot
         )  # fmt: skip
         # a finished tile's files are fetched before more exports are queued (Airflow's default
         # "downstream" weights would favour the exports), so Drive holds little even when Airflow,
@@ -76,7 +77,7 @@ with DAG(
 
     @task(trigger_rule="all_done")
     def report(tiles: list, exports: list, harvests: list, params: dict | None = None, run_id: str | None = None):
-        from airflow_provider_gee.report import build_manifest, write_report
+        from airflow_provider_gee.utils.report import build_manifest, write_report
 
         tiles = list(tiles)
         manifest = build_manifest(tiles, list(exports), list(harvests))

@@ -22,7 +22,7 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 # (each open() would wait for it to time out); Cloud Storage itself is unaffected.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
 
-from airflow_provider_gee.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
+from gee_emulator import EmulatorConfig, EmulatorServer  # noqa: E402
 
 TEST_PROJECT = "gee-test-project"
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_gee.emulator import EmulatorServer
+from gee_emulator import EmulatorServer
 
 
 def admin(emu: EmulatorServer, path: str, body: Any = None, method: str = "POST") -> Any:
@@ -47,8 +47,8 @@ def export_constant(hook: Any, request_id: str, value: float = 1, **export_args:
 def run_exports(hook: Any, jobs: list[tuple[str, Any, str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Submit ``(tile_id, ee_object, kind, destination, export_args)`` exports at once, wait for all,
     and return each shaped as GeeExportOperator returns it (what DriveHarvestOperator takes)."""
-    from airflow_provider_gee.links import drive_folder_id
-    from airflow_provider_gee.operations import TERMINAL_STATES, summarize
+    from airflow_provider_gee.links.drive import drive_folder_id
+    from airflow_provider_gee.utils.operations import TERMINAL_STATES, summarize
 
     hook.initialize_ee()
     ops = [

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def start(*args: str, state_dir=None) -> tuple[subprocess.Popen, str, list[str]]:
-    cmd = [sys.executable, "-m", "airflow_provider_gee.emulator", "--port", "0", *args]
+    cmd = [sys.executable, "-m", "gee_emulator", "--port", "0", *args]
     if state_dir:
         cmd += ["--state-dir", str(state_dir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -45,7 +45,7 @@ def test_prints_its_url_and_a_ready_connection():
 
 def test_refuses_a_non_loopback_host():
     result = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_gee.emulator", "--host", "0.0.0.0", "--port", "0"],
+        [sys.executable, "-m", "gee_emulator", "--host", "0.0.0.0", "--port", "0"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,7 @@ import rasterio
 from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.drive import DriveHook
 from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
-from airflow_provider_gee.operations import TERMINAL_STATES
+from airflow_provider_gee.utils.operations import TERMINAL_STATES
 from tests.conftest import TEST_PROJECT
 from tests.helpers import admin, export_constant, wait_for
 

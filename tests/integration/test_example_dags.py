@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_gee.emulator.demo import ROOT, run_demo
+from dev.demo import ROOT, run_demo
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_monthly_backfill_exports_each_month_once_even_when_rerun(emulator, tmp_
     import shutil
     import time
 
-    from airflow_provider_gee.emulator.airflow_stack import AirflowStack
+    from dev.airflow_stack import AirflowStack
 
     dags = tmp_path / "dags"
     dags.mkdir()

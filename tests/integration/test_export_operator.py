@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_gee.operators.export import request_id, sanitize_description
-from airflow_provider_gee.tiling import grid_tiles
+from airflow_provider_gee.utils.tiling import grid_tiles
 from tests.helpers import admin, export_constant
 from tests.helpers_dags import run_dag, task_instances, xcom_values
 
@@ -18,7 +18,7 @@ import pendulum
 from airflow.sdk import DAG
 from airflow_provider_gee.operators.export import GeeExportOperator
 from airflow_provider_gee.sensors.task import GeeTaskSensor
-from airflow_provider_gee.tiling import grid_tiles
+from airflow_provider_gee.utils.tiling import grid_tiles
 
 TILES = grid_tiles([13.2134, 52.4152, 13.3019, 52.4873], 0.03)
 
@@ -195,8 +195,8 @@ def test_request_ids_and_descriptions_follow_ees_rules():
 @pytest.mark.emulator(ee_concurrency=0)
 def test_on_kill_cancels_the_running_ee_task(gee_conn, emulator):
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
-    from airflow_provider_gee.operations import summarize
     from airflow_provider_gee.operators.export import GeeExportOperator
+    from airflow_provider_gee.utils.operations import summarize
 
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
     op = export_constant(hook, "kill-1", description="kill")

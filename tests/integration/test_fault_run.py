@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from airflow_provider_gee.emulator.airflow_stack import AirflowStack
-from airflow_provider_gee.tiling import grid_tiles
+from airflow_provider_gee.utils.tiling import grid_tiles
+from dev.airflow_stack import AirflowStack
 from tests.helpers import admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

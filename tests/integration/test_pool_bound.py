@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from airflow_provider_gee.emulator.airflow_stack import AirflowStack
+from dev.airflow_stack import AirflowStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -112,8 +112,10 @@ def test_a_missing_pool_is_reported_at_dag_check(emulator, tmp_path):
         stack.wait_for_dag("pool_bound")
 
         def dag_check() -> tuple[int, str]:
-            done = subprocess.run([sys.executable, "-m", "airflow_provider_gee.checks", str(dags)], env=stack.env,
-                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-m", "airflow_provider_gee.utils.dag_check", str(dags)], env=stack.env,
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
             return done.returncode, done.stdout.strip().splitlines()[-1]  # the verdict; Airflow logs before it
 
         assert dag_check() == (

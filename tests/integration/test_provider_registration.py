@@ -24,7 +24,7 @@ def test_airflow_providers_list_shows_the_provider():
 def test_every_module_named_in_provider_info_imports():
     import importlib
 
-    from airflow_provider_gee import get_provider_info
+    from airflow_provider_gee.get_provider_info import get_provider_info
 
     info = get_provider_info()
     modules = [

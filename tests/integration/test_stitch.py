@@ -13,7 +13,12 @@ from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 from airflow_provider_gee.operators.harvest import DriveHarvestOperator
 from airflow_provider_gee.operators.stitch import MosaicOperator, TableStitchOperator
-from airflow_provider_gee.tiling import chunk_points, chunk_to_ee_feature_collection, grid_tiles, tile_to_ee_geometry
+from airflow_provider_gee.utils.tiling import (
+    chunk_points,
+    chunk_to_ee_feature_collection,
+    grid_tiles,
+    tile_to_ee_geometry,
+)
 from tests.helpers import run_exports
 
 pytestmark = pytest.mark.integration

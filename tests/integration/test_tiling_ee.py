@@ -9,8 +9,8 @@ import pytest
 from shapely.geometry import box, shape
 
 from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
-from airflow_provider_gee.operations import TERMINAL_STATES
-from airflow_provider_gee.tiling import (
+from airflow_provider_gee.utils.operations import TERMINAL_STATES
+from airflow_provider_gee.utils.tiling import (
     chunk_points,
     chunk_to_ee_feature_collection,
     ee_table_to_geodataframe,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_gee.emulator import airflow_stack
-from airflow_provider_gee.emulator.airflow_stack import AirflowStack
+from dev import airflow_stack
+from dev.airflow_stack import AirflowStack
 
 
 @pytest.mark.parametrize(

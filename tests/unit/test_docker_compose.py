@@ -53,3 +53,20 @@ def test_large_xcoms_go_to_a_volume_every_airflow_service_mounts():
         if name.startswith("airflow-"):  # the api-server deletes them, workers write and read them
             mounts = [v.split(":")[1] for v in service.get("volumes", [])]
             assert any(path.startswith(m.rstrip("/") + "/") for m in mounts), (name, mounts)
+
+
+def test_every_path_the_image_copies_exists():
+    # the image is built from the repository: a moved package must move in the Dockerfile too
+    root = DOCKER.parent
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY"):
+            sources = [w for w in line.split()[1:-1] if not w.startswith("--")]
+            for source in sources:
+                assert (root / source).exists(), source
+    text = (DOCKER / "Dockerfile").read_text()
+    assert "/opt/provider/packages/gee-emulator" in text and "/opt/provider[stitch,report,emulator]" in text
+
+
+def test_operators_defer_by_default_in_the_deployment():
+    env = compose()["services"]["airflow-worker"]["environment"]
+    assert env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] == "True"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_gee.emulator.drive_store import FOLDER_MIME, DriveError, DriveStore, parse_query
 from airflow_provider_gee.hooks.drive import quote
+from gee_emulator.drive_store import FOLDER_MIME, DriveError, DriveStore, parse_query
 
 
 @pytest.fixture

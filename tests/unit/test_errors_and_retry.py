@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from airflow_provider_gee.exceptions import EarthEngineError
-from airflow_provider_gee.retry import RetryPolicy, call_with_retry
+from airflow_provider_gee.utils.retry import RetryPolicy, call_with_retry
 
 
 def test_error_from_a_google_error_body_keeps_message_and_status():
@@ -32,7 +32,7 @@ def test_delays_are_bounded_and_counted():
 
 
 def test_transient_errors_are_retried_until_success(monkeypatch):
-    monkeypatch.setattr("airflow_provider_gee.retry.time.sleep", lambda s: None)
+    monkeypatch.setattr("airflow_provider_gee.utils.retry.time.sleep", lambda s: None)
     calls = []
 
     def flaky():
@@ -46,7 +46,7 @@ def test_transient_errors_are_retried_until_success(monkeypatch):
 
 
 def test_permanent_errors_and_exhausted_retries_raise(monkeypatch):
-    monkeypatch.setattr("airflow_provider_gee.retry.time.sleep", lambda s: None)
+    monkeypatch.setattr("airflow_provider_gee.utils.retry.time.sleep", lambda s: None)
     calls = []
 
     def permanent():

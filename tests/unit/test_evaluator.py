@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from airflow_provider_gee.emulator.evaluator import (
+from gee_emulator.evaluator import (
     EvaluationError,
     Evaluator,
     FeatureCollection,
@@ -13,7 +13,7 @@ from airflow_provider_gee.emulator.evaluator import (
     function_names,
     to_json,
 )
-from airflow_provider_gee.emulator.outputs import pixel_grid
+from gee_emulator.outputs import pixel_grid
 
 
 def call(name: str, **args) -> dict:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_gee.links import DriveFolderLink, EarthEngineAssetLink, EarthEngineTaskLink
+from airflow_provider_gee.links.drive import DriveFolderLink
+from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthEngineTaskLink
 
 
 def test_get_link_answers_from_the_operator_without_reading_xcom():

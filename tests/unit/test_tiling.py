@@ -13,7 +13,7 @@ from shapely.geometry import box, shape
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.tiling import GridTilesOperator, PointChunksOperator
-from airflow_provider_gee.tiling import chunk_frame, chunk_points, grid_tiles, read_region
+from airflow_provider_gee.utils.tiling import chunk_frame, chunk_points, grid_tiles, read_region
 
 BERLIN = (13.2134, 52.4152, 13.3019, 52.4873)
 
@@ -166,7 +166,7 @@ def test_missing_crs(tmp_path):
 def test_invalid_geometry_is_repaired_and_said(caplog):
     bowtie = shapely.Polygon([(13.21, 52.41), (13.30, 52.48), (13.30, 52.41), (13.21, 52.48)])
     assert not bowtie.is_valid
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_gee.tiling"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_gee.utils.tiling"):
         geom = read_region(bowtie)
     assert geom.is_valid and geom.area > 0
     assert "repaired it with make_valid" in caplog.text

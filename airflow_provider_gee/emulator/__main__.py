@@ -1,5 +1,0 @@
-import sys
-
-from airflow_provider_gee.emulator.cli import main
-
-sys.exit(main())

@@ -1,0 +1,188 @@
+"""``make compat``: prove the supported range on real installs, the way a user adds the provider.
+
+For each target a fresh virtualenv first gets *only* Airflow (the oldest supported release, or the
+newest our constraints hold), then ``pip install`` of the built wheel, as a team adds a provider to
+the Airflow it runs. Then, in that virtualenv:
+
+- pip left Airflow as it was (same versions of apache-airflow, -core and -task-sdk);
+- ``airflow providers list`` lists the provider;
+- ``dev/compat_probe.py``: optional libraries stay unloaded, the example DAGs parse, and (Airflow
+  < 3.3) a retry after a crash re-attaches to its EE task (one export request, one EE task);
+- ``dev/compat_dag.py`` runs with ``dag.test()``: tiles exported to Drive and harvested, against
+  the emulator (run here, in this repository's environment), through the real connection.
+
+The oldest target installs each dependency at the lower bound ``pyproject.toml`` declares, so
+those bounds are tested too. Airflow's own published constraint files cannot be fetched here
+(package registries only), so Airflow is resolved by pip from its own requirements. Prints one
+JSON line per target and exits non-zero on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+from gee_emulator import EmulatorConfig, EmulatorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "compat"
+AIRFLOW_DISTS = ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk")
+
+
+def lower_bounds() -> dict[str, str]:
+    """``name -> version`` of every ``name>=version`` runtime dependency in pyproject.toml."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return {m[1]: m[2] for d in deps if (m := re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][^,;\s]*)", d.strip()))}
+
+
+def pinned(name: str) -> str:
+    """The version of ``name`` in requirements/constraints.txt."""
+    for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+        if line.lower().startswith(f"{name.lower()}=="):
+            return line.split("==", 1)[1].strip()
+    raise SystemExit(f"{name} is not pinned in requirements/constraints.txt")
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        command = " ".join(map(str, cmd))
+        raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def build_wheel() -> Path:
+    out = ROOT / "build" / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)])
+    (wheel,) = out.glob("airflow_provider_gee-*.whl")
+    return wheel
+
+
+def wheel_problems(wheel: Path) -> list[str]:
+    """What a production wheel must not hold (the emulator, the harness, tests) or must hold."""
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    problems = [n for n in names if not n.startswith(("airflow_provider_gee/", "airflow_provider_gee-"))]
+    problems += [n for n in names if "emulator" in n.split("/")[-1] or "airflow_stack" in n or "demo" in n]
+    if "airflow_provider_gee/py.typed" not in names:
+        problems.append("py.typed missing")
+    return problems
+
+
+def installed_versions(python: Path) -> dict[str, str]:
+    out = run([str(python), "-m", "pip", "list", "--format", "json"]).stdout
+    return {p["name"].lower(): p["version"] for p in json.loads(out)}
+
+
+def check_target(target: str, wheel: Path, emulator: EmulatorServer) -> dict[str, object]:
+    venv = WORK / target
+    shutil.rmtree(venv, ignore_errors=True)
+    run([sys.executable, "-m", "venv", str(venv)])
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    constraints = WORK / f"{target}-constraints.txt"
+    if target == "oldest":
+        bounds = lower_bounds()
+        airflow = bounds.pop("apache-airflow")
+        constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(bounds.items())))
+    else:
+        airflow = pinned("apache-airflow")
+        shutil.copy(ROOT / "requirements" / "constraints.txt", constraints)
+    # 1. the Airflow a team already runs: only Airflow, resolved on its own
+    run([*pip, f"apache-airflow=={airflow}"] + (["-c", str(constraints)] if target == "newest" else []))
+    before = {d: v for d, v in installed_versions(python).items() if d in AIRFLOW_DISTS}
+    # 2. the provider added to it (no extras: a worker that exports and harvests)
+    run([*pip, str(wheel), "-c", str(constraints)])
+    versions = installed_versions(python)
+    after = {d: versions.get(d) for d in AIRFLOW_DISTS}
+    home = Path(tempfile.mkdtemp(prefix=f"gee-compat-{target}-"))
+    dags = home / "dags"
+    dags.mkdir()
+    shutil.copy(ROOT / "dev" / "compat_dag.py", dags / "compat_dag.py")
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(home)),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(emulator.connection()),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    try:
+        run([str(venv / "bin" / "airflow"), "db", "migrate"], env=env, timeout=600)
+        providers = run([str(venv / "bin" / "airflow"), "providers", "list"], env=env, timeout=300).stdout
+        exports_before = emulator.stats()["export_requests"]
+        probe = json.loads(
+            run([str(python), str(ROOT / "dev" / "compat_probe.py"), str(ROOT / "example_dags")], env=env, cwd=home,
+                timeout=600).stdout.strip().splitlines()[-1]
+        )  # fmt: skip
+        probe_exports = emulator.stats()["export_requests"] - exports_before
+        out = home / "harvest"
+        dag_run = json.loads(
+            run([str(python), str(dags / "compat_dag.py"), str(out)], env=env, cwd=home, timeout=900)
+            .stdout.strip().splitlines()[-1]
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    report = {
+        "target": target,
+        "airflow": after["apache-airflow"],
+        "airflow_unchanged": before == after,
+        "provider_listed": "airflow-provider-gee" in providers,
+        "lower_bounds_installed": target != "oldest"
+        or all(versions.get(n.lower()) == v for n, v in lower_bounds().items() if n != "apache-airflow"),
+        "optional_modules_loaded": probe["optional_modules_loaded"],
+        "example_dag_errors": probe["example_dag_errors"],
+        "dag_test": dag_run,
+    }
+    if "retry" in probe:
+        report["retry"] = {**probe["retry"], "export_requests": probe_exports}
+    return report
+
+
+def failures(report: dict[str, object]) -> list[str]:
+    bad = [k for k in ("airflow_unchanged", "provider_listed", "lower_bounds_installed") if not report[k]]
+    bad += ["optional_modules_loaded"] if report["optional_modules_loaded"] else []
+    bad += ["example_dag_errors"] if report["example_dag_errors"] else []
+    dag_run = report["dag_test"]
+    if dag_run["state"] != "success" or len(dag_run["files"]) < 2:  # type: ignore[index]
+        bad.append("dag_test")
+    retry = report.get("retry")
+    if retry and not (
+        retry["submitted"] == retry["retry_result"] and retry["operations"] == 1 and retry["export_requests"] == 1
+    ):
+        bad.append("retry")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", default=["oldest", "newest"], choices=["oldest", "newest"])
+    args = parser.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+    wheel = build_wheel()
+    problems = wheel_problems(wheel)
+    print(json.dumps({"wheel": wheel.name, "wheel_problems": problems}), flush=True)
+    failed = bool(problems)
+    with EmulatorServer(EmulatorConfig(project="gee-compat", ee_concurrency=4, task_seconds=0.3)) as emulator:
+        for target in args.targets:
+            report = check_target(target, wheel, emulator)
+            report["failures"] = failures(report)
+            failed = failed or bool(report["failures"])
+            print(json.dumps(report), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``gee-emulator``: run the local Earth Engine + Drive emulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from gee_emulator.ee_state import EmulatorConfig
+from gee_emulator.server import EmulatorServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gee-emulator",
+        description="Local Earth Engine (REST v1), Google Drive (v3) and OAuth token server for offline runs.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only; default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    p.add_argument("--project", default="gee-emulator", help="the EE project of the generated key")
+    p.add_argument(
+        "--ee-concurrency",
+        type=int,
+        default=2,
+        metavar="K",
+        help="batch tasks EE runs at once; the rest stay PENDING (default 2)",
+    )
+    p.add_argument(
+        "--task-seconds",
+        type=float,
+        default=1.0,
+        metavar="D",
+        help="duration of one export in seconds, fractions allowed (default 1)",
+    )
+    p.add_argument(
+        "--drive-quota-bytes",
+        type=int,
+        default=None,
+        metavar="Q",
+        help="Drive storage limit; exports that would exceed it fail (default unlimited)",
+    )
+    p.add_argument(
+        "--file-dimensions",
+        type=int,
+        default=4096,
+        metavar="PX",
+        help="GeoTIFF exports wider or taller than this are split into parts (default 4096)",
+    )
+    p.add_argument("--gcs-url", default=None, help="Cloud Storage (emulator) endpoint for exports to Cloud Storage")
+    p.add_argument("--state-dir", default=None, help="keep operations, assets and Drive files here across restarts")
+    p.add_argument(
+        "--require-auth",
+        action="store_true",
+        help="require a bearer token from /token, signed by a trusted key, on every API route",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (only inside an isolated container network)",
+    )
+    p.add_argument(
+        "--public-url",
+        default=None,
+        help="URL clients reach the emulator at (e.g. http://gee-emulator:8085 in docker compose)",
+    )
+    p.add_argument(
+        "--print-connection",
+        action="store_true",
+        help="print an Airflow connection (JSON) for this emulator after the 'listening' line",
+    )
+    p.add_argument(
+        "--connection-file",
+        default=None,
+        help='also write {"google_cloud_default": <connection>} to this file (the JSON format of '
+        "Airflow's LocalFilesystemBackend connections file)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config = EmulatorConfig(
+        project=args.project,
+        ee_concurrency=args.ee_concurrency,
+        task_seconds=args.task_seconds,
+        drive_quota_bytes=args.drive_quota_bytes,
+        file_dimensions=args.file_dimensions,
+        gcs_url=args.gcs_url,
+    )
+    try:
+        server = EmulatorServer(
+            config,
+            host=args.host,
+            port=args.port,
+            state_dir=args.state_dir,
+            require_auth=args.require_auth,
+            allow_remote=args.allow_remote,
+            public_url=args.public_url,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"gee-emulator: {exc}", file=sys.stderr)
+        return 2
+    # handlers before the "listening" line: a supervisor may stop us as soon as it reads it
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    if args.connection_file:
+        import os
+
+        fd = os.open(args.connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"google_cloud_default": server.connection()}, fh)
+    print(f"listening on {server.url}", flush=True)
+    if args.print_connection:
+        print(json.dumps(server.connection()), flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

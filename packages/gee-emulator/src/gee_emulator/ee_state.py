@@ -1,0 +1,556 @@
+"""Earth Engine's side of the emulator: operations (batch tasks) run in real time under the
+concurrency rule, and assets (folders, tables, images).
+
+A submitted export is PENDING until one of ``ee_concurrency`` slots is free, then RUNNING for
+``task_seconds`` (progress rising from 0 to 1), then SUCCEEDED with real outputs, or FAILED with
+EE's message. ``requestId`` de-duplicates submissions as EE does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shapely.geometry import shape
+
+from gee_emulator import outputs
+from gee_emulator.drive_store import DriveError, DriveStore
+from gee_emulator.evaluator import (
+    SUPPORTED_FUNCTIONS,
+    EvaluationError,
+    Evaluator,
+    Feature,
+    FeatureCollection,
+    Geometry,
+    Image,
+    function_names,
+    unsupported_message,
+)
+from gee_emulator.faults import FaultInjector
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,60}$")
+ACTIVE = ("PENDING", "RUNNING", "CANCELLING")
+_EXPORT_TYPES = {"image": "EXPORT_IMAGE", "table": "EXPORT_FEATURES"}
+_CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "CANCELLED": 1, "INTERNAL": 13}
+
+
+class ApiError(Exception):
+    """An error answered in Google's JSON error format."""
+
+    def __init__(self, status_code: int, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.status = status
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Operation:
+    id: str
+    project: str
+    kind: str  # image | table
+    body: dict[str, Any]
+    metadata: dict[str, Any]
+    done: bool = False
+    error: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    seq: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/operations/{self.id}"
+
+    @property
+    def state(self) -> str:
+        return self.metadata["state"]
+
+    def resource(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "metadata": dict(self.metadata)}
+        if self.done:
+            out["done"] = True
+            if self.error:
+                out["error"] = self.error
+            else:
+                out["response"] = {"@type": "type.googleapis.com/google.protobuf.Empty"}
+        return out
+
+
+@dataclass
+class EmulatorConfig:
+    project: str = "gee-emulator"
+    ee_concurrency: int = 2
+    task_seconds: float = 1.0
+    drive_quota_bytes: int | None = None
+    file_dimensions: int = 4096
+    gcs_url: str | None = None
+
+
+@dataclass
+class Stats:
+    requests: Counter = field(default_factory=Counter)
+    peak_in_flight: int = 0
+    export_requests: int = 0
+    bytes_downloaded: int = 0
+
+
+class EarthEngineState:
+    """Operations and assets of one emulated project (several projects share the store)."""
+
+    def __init__(self, config: EmulatorConfig, drive: DriveStore, faults: FaultInjector, work_dir: Path) -> None:
+        self.config = config
+        self.drive = drive
+        self.faults = faults
+        self.work_dir = work_dir
+        self.lock = threading.RLock()
+        self.operations: dict[str, Operation] = {}
+        self.request_ids: dict[tuple[str, str], str] = {}
+        self.assets: dict[str, dict[str, Any]] = {}
+        self.stats = Stats()
+        self._seq = 0
+        self._on_change: Callable[[], None] = lambda: None
+
+    def reset(self) -> None:
+        with self.lock:
+            for op in self.operations.values():
+                op.cancel_requested = True
+            self.operations.clear()
+            self.request_ids.clear()
+            self.assets.clear()
+            self.stats = Stats()
+
+    # ---------------------------------------------------------------- operations
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for op in self.operations.values() if op.state in ACTIVE)
+
+    def submit_export(self, project: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        request_id = body.get("requestId")
+        if request_id is not None and not REQUEST_ID_RE.match(str(request_id)):
+            raise ApiError(
+                400,
+                "requestId may contain the characters a..z, A..Z, 0-9, or '-' and be at most 60 characters long.",
+                "INVALID_ARGUMENT",
+            )
+        expression = body.get("expression")
+        if not isinstance(expression, dict) or "result" not in expression:
+            raise ApiError(400, "Invalid JSON payload: 'expression' is required.", "INVALID_ARGUMENT")
+        unknown = sorted(function_names(expression) - SUPPORTED_FUNCTIONS)
+        if unknown:
+            raise ApiError(400, unsupported_message(unknown[0]), "INVALID_ARGUMENT")
+        description = str(body.get("description") or "myExportTask")
+        if len(description) > 100:
+            raise ApiError(400, "Task description must be at most 100 characters.", "INVALID_ARGUMENT")
+        self._check_destination(project, kind, body)
+        with self.lock:
+            self.stats.export_requests += 1
+            if request_id and (project, request_id) in self.request_ids:
+                return self.operations[self.request_ids[(project, request_id)]].resource()
+            self._seq += 1
+            op_id = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(24))
+            now = _now()
+            op = Operation(
+                id=op_id,
+                project=project,
+                kind=kind,
+                body=body,
+                seq=self._seq,
+                metadata={
+                    "@type": "type.googleapis.com/google.earthengine.v1.OperationMetadata",
+                    "state": "PENDING",
+                    "description": description,
+                    "type": _EXPORT_TYPES[kind],
+                    "priority": int((body.get("priority") or {}).get("value", 100)),
+                    "createTime": now,
+                    "updateTime": now,
+                    "attempt": 1,
+                },
+            )
+            self.operations[op_id] = op
+            if request_id:
+                self.request_ids[(project, request_id)] = op_id
+            self._schedule()
+            self._on_change()
+            return op.resource()
+
+    def _check_destination(self, project: str, kind: str, body: dict[str, Any]) -> None:
+        dest = (body.get("assetExportOptions") or {}).get("earthEngineDestination")
+        if dest is not None:
+            name = dest.get("name", "")
+            parent = name.rsplit("/", 1)[0]
+            if not name.startswith("projects/") or "/assets/" not in name:
+                raise ApiError(400, f"Invalid asset name '{name}'.", "INVALID_ARGUMENT")
+            with self.lock:
+                self._require_folder(parent)
+                if name in self.assets and not dest.get("overwrite"):
+                    raise ApiError(400, f"Cannot overwrite asset '{name}'.", "ALREADY_EXISTS")
+        elif not body.get("fileExportOptions"):
+            raise ApiError(400, "An export destination is required.", "INVALID_ARGUMENT")
+
+    def _schedule(self) -> None:
+        """Start PENDING operations (oldest first, by priority) while slots are free."""
+        with self.lock:
+            running = sum(1 for op in self.operations.values() if op.state in ("RUNNING", "CANCELLING"))
+            pending = sorted(
+                (op for op in self.operations.values() if op.state == "PENDING"),
+                key=lambda op: (-op.metadata["priority"], op.seq),
+            )
+            for op in pending[: max(0, self.config.ee_concurrency - running)]:
+                now = _now()
+                op.metadata.update(state="RUNNING", startTime=now, updateTime=now, progress=0.0)
+                threading.Thread(target=self._run, args=(op,), name=f"ee-task-{op.id}", daemon=True).start()
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
+
+    def _run(self, op: Operation) -> None:
+        duration = max(0.0, self.config.task_seconds)
+        start = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - start
+            with self.lock:
+                if op.cancel_requested:
+                    self._finish(op, "CANCELLED", {"code": _CODES["CANCELLED"], "message": "Cancelled."})
+                    return
+                op.metadata["progress"] = round(min(1.0, elapsed / duration) if duration else 1.0, 3)
+            if elapsed >= duration:
+                break
+            time.sleep(min(0.05, duration - elapsed))
+        injected = self.faults.take("task_failure", op.metadata["description"])
+        if injected:
+            self._finish(op, "FAILED", {"code": _CODES["INTERNAL"], "message": injected.message})
+            return
+        try:
+            uris, eecu = self._produce(op)
+        except (EvaluationError, DriveError) as exc:
+            self._finish(
+                op,
+                "FAILED",
+                {"code": _CODES["INVALID_ARGUMENT"], "message": str(getattr(exc, "message", exc))},
+            )
+            return
+        except Exception as exc:  # an emulator bug must still end the task, visibly
+            self._finish(op, "FAILED", {"code": _CODES["INTERNAL"], "message": f"Internal error: {exc!r}"})
+            return
+        op.metadata["destinationUris"] = uris
+        op.metadata["batchEecuUsageSeconds"] = eecu
+        self._finish(op, "SUCCEEDED", None)
+
+    def _finish(self, op: Operation, state: str, error: dict[str, Any] | None) -> None:
+        with self.lock:
+            if op.done or self.operations.get(op.id) is not op:
+                return
+            now = _now()
+            op.metadata.update(state=state, updateTime=now, endTime=now)
+            if state == "SUCCEEDED":
+                op.metadata["progress"] = 1.0
+            op.done, op.error = True, error
+            self._schedule()
+            self._on_change()
+
+    def cancel(self, name: str) -> None:
+        with self.lock:
+            op = self.get_operation(name)
+            if op.done:
+                return
+            if op.state == "PENDING":
+                op.cancel_requested = True
+                self._finish(op, "CANCELLED", {"code": _CODES["CANCELLED"], "message": "Cancelled."})
+            else:
+                op.cancel_requested = True
+                op.metadata.update(state="CANCELLING", updateTime=_now())
+
+    def get_operation(self, name: str) -> Operation:
+        op_id = name.rsplit("/", 1)[-1]
+        with self.lock:
+            op = self.operations.get(op_id)
+        if op is None or not name.startswith(f"projects/{op.project}/"):
+            raise ApiError(404, f"Operation {name} not found.", "NOT_FOUND")
+        return op
+
+    def list_operations(self, project: str) -> list[Operation]:
+        with self.lock:
+            ops = [op for op in self.operations.values() if op.project == project]
+        return sorted(ops, key=lambda op: -op.seq)  # newest first, as EE lists them
+
+    def states(self) -> dict[str, int]:
+        with self.lock:
+            return dict(Counter(op.state for op in self.operations.values()))
+
+    # ---------------------------------------------------------------- evaluation and outputs
+
+    def evaluator(self) -> Evaluator:
+        return Evaluator(self._load_table, self._load_image)
+
+    def _load_table(self, table_id: str) -> list[Feature]:
+        with self.lock:
+            asset = self.assets.get(self._asset_name(table_id))
+        if not asset or asset["type"] != "TABLE":
+            raise EvaluationError(f"Collection.loadTable: Collection asset '{table_id}' not found.")
+        return [
+            Feature(Geometry(shape(f["geometry"])) if f.get("geometry") else None, dict(f.get("properties") or {}))
+            for f in asset["_features"]
+        ]
+
+    def _load_image(self, image_id: str) -> Image:
+        with self.lock:
+            asset = self.assets.get(self._asset_name(image_id))
+        if not asset or asset["type"] != "IMAGE":
+            raise EvaluationError(f"Image.load: Image asset '{image_id}' not found.")
+        return self.evaluator().evaluate(asset["_expression"])
+
+    def _asset_name(self, asset_id: str) -> str:
+        if asset_id.startswith("projects/"):
+            return asset_id
+        if asset_id.startswith("users/"):
+            return f"projects/earthengine-legacy/assets/{asset_id}"
+        return f"projects/{self.config.project}/assets/{asset_id}"
+
+    def _produce(self, op: Operation) -> tuple[list[str], float]:
+        value = self.evaluator().evaluate(op.body["expression"])
+        file_opts = op.body.get("fileExportOptions")
+        if op.kind == "image":
+            image = value if isinstance(value, Image) else None
+            if image is None:
+                raise EvaluationError("Export.image: the expression is not an Image.")
+            grid = outputs.pixel_grid(image)
+            max_pixels = int((op.body.get("maxPixels") or {}).get("value", outputs.DEFAULT_MAX_PIXELS))
+            if grid.pixels > max_pixels:
+                raise EvaluationError(
+                    f"Export too large: specified {grid.pixels} pixels (max: {max_pixels}). "
+                    "Specify higher maxPixels value if you intend to export a large area."
+                )
+            eecu = round(grid.pixels * len(image.bands) * 1e-6, 6)
+            if not file_opts:
+                return self._store_asset(op, "IMAGE", {"_expression": op.body["expression"]}), eecu
+            dims = (file_opts.get("geoTiffOptions") or {}).get("tileDimensions") or {}
+            shard = (
+                int(dims.get("width", self.config.file_dimensions)),
+                int(dims.get("height", self.config.file_dimensions)),
+            )
+            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+                prefix = self._prefix(op, file_opts)
+                paths = outputs.write_geotiffs(image, grid, Path(tmp), prefix.rsplit("/", 1)[-1], shard)
+                return self._deliver(file_opts, prefix, paths, "image/tiff"), eecu
+        collection = value if isinstance(value, FeatureCollection) else None
+        if collection is None:
+            raise EvaluationError("Export.table: the expression is not a FeatureCollection.")
+        eecu = round(len(collection.features) * 1e-4, 6)
+        if not file_opts:
+            feats = [f.to_geojson() for f in collection.features]
+            truncate = self.faults.take("truncate", op.metadata["description"])
+            if truncate:
+                feats = feats[: max(0, len(feats) - truncate.drop)]
+            return self._store_asset(op, "TABLE", {"_features": feats}), eecu
+        fmt = str(file_opts.get("fileFormat") or "CSV")
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            prefix = self._prefix(op, file_opts)
+            selectors = op.body.get("selectors")
+            paths = outputs.write_table(collection, Path(tmp), prefix.rsplit("/", 1)[-1], fmt, selectors)
+            mime = "text/csv" if fmt.upper() == "CSV" else "application/geo+json"
+            return self._deliver(file_opts, prefix, paths, mime), eecu
+
+    @staticmethod
+    def _prefix(op: Operation, file_opts: dict[str, Any]) -> str:
+        dest = file_opts.get("driveDestination") or file_opts.get("cloudStorageDestination") or {}
+        return str(dest.get("filenamePrefix") or op.metadata["description"])
+
+    def _deliver(self, file_opts: dict[str, Any], prefix: str, paths: list[Path], mime: str) -> list[str]:
+        if "driveDestination" in file_opts:
+            folder = self.drive.folder_for_export(file_opts["driveDestination"].get("folder"))
+            self.drive.add_files(folder.id, [(p.name, p, mime) for p in paths])
+            return [f"https://drive.google.com/#folders/{folder.id}"]
+        dest = file_opts.get("cloudStorageDestination")
+        if dest is None:
+            raise EvaluationError("An export destination is required.")
+        if not self.config.gcs_url:
+            raise EvaluationError("Cloud Storage exports need the emulator to be started with --gcs-url.")
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(
+            project=self.config.project,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.config.gcs_url},
+        )
+        bucket = client.bucket(dest["bucket"])
+        directory = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        for p in paths:
+            bucket.blob(directory + p.name).upload_from_filename(str(p), content_type=mime)
+        return [f"https://console.developers.google.com/storage/browser/{dest['bucket']}/{directory}"]
+
+    # ---------------------------------------------------------------- assets
+
+    def _asset_resource(self, asset: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in asset.items() if not k.startswith("_")}
+
+    def _store_asset(self, op: Operation, asset_type: str, payload: dict[str, Any]) -> list[str]:
+        dest = op.body["assetExportOptions"]["earthEngineDestination"]
+        name = dest["name"]
+        with self.lock:
+            if name in self.assets and not dest.get("overwrite"):
+                raise EvaluationError(f"Cannot overwrite asset '{name}'.")
+            record: dict[str, Any] = {
+                "type": asset_type,
+                "name": name,
+                "id": name.split("/assets/", 1)[1],
+                "updateTime": _now(),
+                **payload,
+            }
+            if asset_type == "TABLE":
+                record["featureCount"] = str(len(payload["_features"]))
+                record["sizeBytes"] = str(len(repr(payload["_features"])))
+            self.assets[name] = record
+            self._on_change()
+        return [f"https://code.earthengine.google.com/?asset={name}"]
+
+    def _require_folder(self, parent: str) -> None:
+        """Assets live in the project root or in an existing folder (call with the lock held)."""
+        if not parent.endswith("/assets") and self.assets.get(parent, {}).get("type") != "FOLDER":
+            raise ApiError(400, f"Folder '{parent}' does not exist or caller does not have access.", "INVALID_ARGUMENT")
+
+    def get_asset(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            asset = self.assets.get(name)
+        if asset is None:
+            raise ApiError(404, f"Asset '{name}' does not exist or caller does not have access.", "NOT_FOUND")
+        return self._asset_resource(asset)
+
+    def create_asset(
+        self, project: str, asset_id: str, body: dict[str, Any], overwrite: bool = False
+    ) -> dict[str, Any]:
+        if not asset_id:
+            raise ApiError(400, "assetId is required.", "INVALID_ARGUMENT")
+        kind = str(body.get("type", "")).upper()
+        name = f"projects/{project}/assets/{asset_id.strip('/')}"
+        parent = name.rsplit("/", 1)[0]
+        with self.lock:
+            self._require_folder(parent)
+            if name in self.assets and not overwrite:
+                raise ApiError(409, f"Cannot overwrite asset '{name}'.", "ALREADY_EXISTS")
+            if kind in ("FOLDER", "IMAGE_COLLECTION"):
+                record: dict[str, Any] = {
+                    "type": kind,
+                    "name": name,
+                    "id": name.split("/assets/", 1)[1],
+                    "updateTime": _now(),
+                }
+            elif kind == "TABLE" and isinstance(body.get("features"), list):  # emulator seeding
+                record = {
+                    "type": "TABLE",
+                    "name": name,
+                    "id": name.split("/assets/", 1)[1],
+                    "updateTime": _now(),
+                    "_features": body["features"],
+                    "featureCount": str(len(body["features"])),
+                    "sizeBytes": str(len(repr(body["features"]))),
+                }
+            else:
+                raise ApiError(400, f"Asset type {kind!r} cannot be created this way.", "INVALID_ARGUMENT")
+            self.assets[name] = record
+            self._on_change()
+            return self._asset_resource(record)
+
+    def children(self, parent: str) -> list[dict[str, Any]]:
+        prefix = parent.rstrip("/") + "/"
+        with self.lock:
+            kids = [a for n, a in self.assets.items() if n.startswith(prefix) and "/" not in n[len(prefix) :]]
+        return [self._asset_resource(a) for a in sorted(kids, key=lambda a: a["name"])]
+
+    def table_features(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            asset = self.assets.get(name)
+        if asset is None or asset["type"] != "TABLE":
+            raise ApiError(404, f"Table asset '{name}' does not exist or caller does not have access.", "NOT_FOUND")
+        return [{"type": "Feature", "id": str(i), **f} for i, f in enumerate(asset["_features"])]
+
+    def delete_asset(self, name: str) -> None:
+        with self.lock:
+            self.get_asset(name)
+            if self.children(name):
+                raise ApiError(400, f"Folder '{name}' is not empty.", "FAILED_PRECONDITION")
+            del self.assets[name]
+            self._on_change()
+
+    def copy_asset(self, source: str, destination: str, overwrite: bool) -> dict[str, Any]:
+        with self.lock:
+            src = self.assets.get(source)
+            if src is None:
+                raise ApiError(404, f"Asset '{source}' does not exist or caller does not have access.", "NOT_FOUND")
+            if src["type"] == "FOLDER":
+                raise ApiError(400, "Folders cannot be copied.", "INVALID_ARGUMENT")
+            parent = destination.rsplit("/", 1)[0]
+            self._require_folder(parent)
+            if destination in self.assets and not overwrite:
+                raise ApiError(400, f"Cannot overwrite asset '{destination}'.", "ALREADY_EXISTS")
+            copy = dict(src, name=destination, id=destination.split("/assets/", 1)[1], updateTime=_now())
+            self.assets[destination] = copy
+            self._on_change()
+            return self._asset_resource(copy)
+
+    def compute(self, expression: dict[str, Any]) -> Any:
+        from gee_emulator.evaluator import to_json
+
+        unknown = sorted(function_names(expression) - SUPPORTED_FUNCTIONS)
+        if unknown:
+            raise ApiError(400, unsupported_message(unknown[0]), "INVALID_ARGUMENT")
+        try:
+            return to_json(self.evaluator().evaluate(expression))
+        except EvaluationError as exc:
+            raise ApiError(400, str(exc), "INVALID_ARGUMENT") from exc
+
+    # ---------------------------------------------------------------- persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "operations": [
+                    {
+                        "id": op.id,
+                        "project": op.project,
+                        "kind": op.kind,
+                        "body": op.body,
+                        "metadata": op.metadata,
+                        "done": op.done,
+                        "error": op.error,
+                        "seq": op.seq,
+                    }
+                    for op in self.operations.values()
+                ],
+                "request_ids": [[p, r, o] for (p, r), o in self.request_ids.items()],
+                "assets": list(self.assets.values()),
+                "seq": self._seq,
+            }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        with self.lock:
+            self._seq = int(data.get("seq", 0))
+            for d in data.get("operations", []):
+                op = Operation(
+                    d["id"],
+                    d["project"],
+                    d["kind"],
+                    d["body"],
+                    d["metadata"],
+                    d["done"],
+                    d["error"],
+                    seq=d["seq"],
+                )
+                if not op.done:  # interrupted by the restart: queue again, as EE retries tasks
+                    op.metadata.update(state="PENDING", progress=0.0)
+                    op.metadata["attempt"] = int(op.metadata.get("attempt", 1)) + 1
+                self.operations[op.id] = op
+            self.request_ids = {(p, r): o for p, r, o in data.get("request_ids", [])}
+            self.assets = {a["name"]: a for a in data.get("assets", [])}
+            self._schedule()

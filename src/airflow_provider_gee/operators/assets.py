@@ -1,0 +1,292 @@
+"""AssetMergeOperator: many table assets into one, verified before any part is deleted; and
+GeeAssetCleanupOperator: recursive delete (dry-run by default) that never leaves its folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Context
+
+from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
+from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, asset_url
+from airflow_provider_gee.operators.base import GeeBaseOperator
+from airflow_provider_gee.operators.export import request_id, sanitize_description
+
+# the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
+
+_STATE_KEY = "gee_merge_level"
+
+
+class AssetMergeOperator(GeeBaseOperator):
+    """Merge table assets (FeatureCollections) into one destination asset.
+
+    The parts are merged by an EE table export (``FeatureCollection([...]).flatten()``) that the
+    operator waits for (deferrable, :class:`GeeTaskTrigger`). More parts than
+    ``max_parts_per_merge`` are merged in levels through intermediate assets, so no expression
+    grows beyond EE's limits. The result is verified (feature count = the parts' sum; properties =
+    the union of the parts') before anything is deleted; then, with ``delete_sources``, exactly the
+    verified parts and the intermediates are removed.
+
+    A destination that already holds the right count is kept (the export is skipped); one with a
+    wrong count is an error unless ``overwrite``.
+
+    :param destination_asset: the merged table (templated; relative ids are in the connection's project).
+    :param source_folder: folder holding the parts (templated), with ``pattern``.
+    :param pattern: shell pattern of part paths relative to ``source_folder`` (default ``*``).
+    :param sources: explicit part asset ids, instead of a folder.
+    :param export_results: upstream ``GeeExportOperator`` results (asset exports), instead of a folder.
+    :param delete_sources: delete the parts after the merged table is verified.
+    :param overwrite: replace a destination whose count is wrong.
+    :param max_parts_per_merge: parts merged by one EE export; more go through levels.
+    :param max_parallel_merges: merge exports of a level in flight at once. The default 1 keeps the
+        pool's rule (one slot, one EE task); raise it with ``pool_slots`` to match.
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    :param poll_interval: seconds between status checks.
+    """
+
+    template_fields: Sequence[str] = (
+        "destination_asset", "source_folder", "pattern", "sources", *GeeBaseOperator.template_fields,
+    )  # fmt: skip
+    operator_extra_links = (EarthEngineAssetLink(),)
+    ui_color = "#ecd2e3"
+
+    def __init__(
+        self,
+        *,
+        destination_asset: str,
+        source_folder: str | None = None,
+        pattern: str = "*",
+        sources: Sequence[str] | None = None,
+        export_results: Sequence[dict[str, Any]] | None = None,
+        delete_sources: bool = False,
+        overwrite: bool = False,
+        max_parts_per_merge: int = 100,
+        max_parallel_merges: int = 1,
+        poll_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.destination_asset = destination_asset
+        self.source_folder = source_folder
+        self.pattern = pattern
+        self.sources = sources
+        self.export_results = export_results
+        self.delete_sources = delete_sources
+        self.overwrite = overwrite
+        self.max_parts_per_merge = max_parts_per_merge
+        self.max_parallel_merges = max_parallel_merges
+        self.poll_interval = poll_interval
+
+    # ------------------------------------------------------------------ inputs
+
+    def _parts(self) -> list[str]:
+        given = [x is not None for x in (self.source_folder, self.sources, self.export_results)]
+        if sum(given) != 1:
+            raise GeeConfigurationError("Give exactly one of source_folder=..., sources=[...] or export_results=....")
+        if self.max_parts_per_merge < 2:
+            raise GeeConfigurationError(f"max_parts_per_merge must be at least 2, got {self.max_parts_per_merge}.")
+        if self.source_folder is not None:
+            from airflow_provider_gee.hooks.earth_engine import check_relative_pattern
+
+            check_relative_pattern(self.pattern)
+            folder = self.hook.asset_name(self.source_folder)
+            parts = [
+                a["name"] for a in self.hook.list_assets(folder, recursive=True, pattern=self.pattern)
+                if a.get("type") == "TABLE"
+            ]  # fmt: skip
+            if any(not p.startswith(folder + "/") for p in parts):
+                raise GeeConfigurationError(f"Pattern {self.pattern!r} matched assets outside {folder!r}.")
+        elif self.sources is not None:
+            parts = [self.hook.asset_name(s) for s in self.sources]
+        else:
+            bad = [r for r in self.export_results or [] if r.get("destination") != "asset" or not r.get("asset_id")]
+            if bad:
+                raise GeeConfigurationError(f"export_results must come from asset exports; {len(bad)} do not.")
+            parts = [r["asset_id"] for r in self.export_results or []]
+        parts = sorted(set(parts))
+        destination = self.hook.asset_name(self.destination_asset)
+        if destination in parts:
+            raise GeeConfigurationError(f"destination_asset {destination!r} is also one of the parts.")
+        if not parts:
+            raise GeeConfigurationError(f"No table asset to merge ({self.source_folder or self.sources!r}).")
+        return parts
+
+    def _count(self, name: str) -> int:
+        asset = self.hook.get_asset(name)
+        if asset is None or asset.get("type") != "TABLE":
+            raise GeeConfigurationError(f"Part {name!r} is not an existing table asset.")
+        return int(asset.get("featureCount", 0))
+
+    def _properties(self, name: str) -> set[str]:
+        first = next(iter(self.hook.list_features(name, page_size=1)), None)
+        return set((first or {}).get("properties") or {})
+
+    # ------------------------------------------------------------------ run
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        parts = self._parts()
+        counts = {p: self._count(p) for p in parts}
+        total = sum(counts.values())
+        destination = self.hook.asset_name(self.destination_asset)
+        EarthEngineAssetLink.persist(context, url=asset_url(destination))
+        self.log.info("Merging %d parts (%d features) into %s", len(parts), total, destination)
+        existing = self.hook.get_asset(destination)
+        if existing is not None:
+            have = int(existing.get("featureCount", -1))
+            if have == total:
+                self.log.info("%s already holds the %d features: keeping it, no export", destination, total)
+                return self._finish(context, parts, counts, [], skipped=True)
+            if not self.overwrite:
+                raise GeeConfigurationError(
+                    f"{destination!r} exists with {have} features, not the parts' {total}: pass overwrite=True."
+                )
+        return self._advance(context, self._level_plan(1, parts, counts, intermediates=[], parts=parts))
+
+    def _level_plan(
+        self, level: int, inputs: list[str], counts: dict[str, int], intermediates: list[str], parts: list[str]
+    ) -> dict[str, Any]:
+        """One level: groups of inputs, each merged into one target (the destination, last)."""
+        destination = self.hook.asset_name(self.destination_asset)
+        size = self.max_parts_per_merge
+        groups = [inputs[i : i + size] for i in range(0, len(inputs), size)]
+        final = len(groups) == 1
+        targets = [destination] if final else [f"{destination}__merge_l{level}_{i:04d}" for i in range(len(groups))]
+        return {
+            "level": level, "groups": groups, "targets": targets, "next": 0,
+            "expected": {t: sum(counts[p] for p in g) for g, t in zip(groups, targets, strict=True)},
+            "intermediates": intermediates + ([] if final else targets), "parts": parts,
+        }  # fmt: skip
+
+    def _advance(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
+        """Submit the next merges (at most ``max_parallel_merges`` at once, so the pool keeps its
+        meaning), defer until they end, verify each finished level, go on to the next."""
+        import ee
+
+        ti = context["ti"]
+        while True:
+            operations = []
+            while plan["next"] < len(plan["groups"]) and len(operations) < self.max_parallel_merges:
+                index = plan["next"]
+                plan["next"] += 1
+                group, target = plan["groups"][index], plan["targets"][index]
+                final = len(plan["targets"]) == 1
+                existing = self.hook.get_asset(target)
+                if (
+                    not final
+                    and existing is not None
+                    and int(existing.get("featureCount", -1)) == plan["expected"][target]
+                ):
+                    continue  # an intermediate from an earlier try, already right
+                self.hook.initialize_ee()
+                merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()
+                level = plan["level"]
+                description = sanitize_description(f"merge.{ti.dag_id}.{ti.task_id}.l{level}.{index:04d}")
+                # one requestId per try, level and group: a new try after a failed merge starts afresh
+                rid = (
+                    f"{request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.try_number)}-l{level}-{index:04d}"
+                )
+                op = self.hook.start_export(
+                    merged, kind="table", destination="asset", request_id=rid, description=description,
+                    assetId=target, overwrite=final and self.overwrite,
+                )  # fmt: skip
+                operations.append(op["name"])
+            if operations:
+                self.log.info(
+                    "Level %d: merging group(s) up to %d of %d", plan["level"], plan["next"], len(plan["groups"])
+                )
+                store = context.get("task_state_store")  # Airflow 3.3+
+                if store is not None:
+                    store.set(_STATE_KEY, plan)
+                from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
+                self.defer(
+                    trigger=GeeTaskTrigger(
+                        operations,
+                        gcp_conn_id=self.gcp_conn_id,
+                        impersonation_chain=self.impersonation_chain,
+                        poll_interval=self.poll_interval,
+                    ),
+                    method_name="level_complete",
+                    # the plan travels with the deferral; ``dag.test()`` drops these kwargs when
+                    # its inline trigger fires, hence the store as well where there is one
+                    kwargs={"plan": plan},
+                )
+            if plan["next"] < len(plan["groups"]):
+                continue  # every group of this batch was already complete
+            for target in plan["targets"]:  # verify the whole level before using it
+                have = self._count(target)
+                if have != plan["expected"][target]:
+                    raise EarthEngineError(
+                        f"{target} holds {have} features, expected {plan['expected'][target]}: not deleting anything."
+                    )
+            if len(plan["targets"]) == 1:
+                part_counts = {p: self._count(p) for p in plan["parts"]}
+                return self._finish(context, plan["parts"], part_counts, plan["intermediates"], skipped=False)
+            plan = self._level_plan(plan["level"] + 1, plan["targets"], plan["expected"], plan["intermediates"],
+                                    plan["parts"])  # fmt: skip
+
+    def level_complete(
+        self, context: Context, event: dict[str, Any], plan: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Resume after a batch of merge exports ended; ``plan`` is the level's plan, as deferred."""
+        if plan is None:
+            plan = context["task_state_store"].get(_STATE_KEY)
+        if event.get("status") != "success":
+            failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
+            message = (failed[0].get("error") if failed else None) or event.get("message", "merge failed")
+            raise EarthEngineTaskFailed(
+                f"Merge level {plan['level']} failed: {message}. Every part is kept.",
+                operation=failed[0]["name"] if failed else "", state=failed[0]["state"] if failed else "FAILED",
+            )  # fmt: skip
+        return self._advance(context, plan)
+
+    def _finish(
+        self, context: Context, parts: list[str], counts: dict[str, int], intermediates: list[str], skipped: bool
+    ) -> dict[str, Any]:
+        destination = self.hook.asset_name(self.destination_asset)
+        total = sum(counts.values())
+        have = self._count(destination)
+        if have != total:
+            raise EarthEngineError(f"{destination} holds {have} features, the parts {total}: keeping every part.")
+        union = set().union(*(self._properties(p) for p in parts))
+        missing = union - self._properties(destination)
+        if missing:
+            raise EarthEngineError(
+                f"{destination} lacks properties {sorted(missing)} of the parts: keeping every part."
+            )
+        for name in intermediates:
+            self.hook.delete_asset(name, missing_ok=True)
+        deleted = []
+        if self.delete_sources:
+            for name in parts:  # exactly the verified parts
+                self.hook.delete_asset(name, missing_ok=True)
+                deleted.append(name)
+        self.log.info("%s verified: %d features from %d parts; deleted %d parts", destination, total, len(parts),
+                      len(deleted))  # fmt: skip
+        return {
+            "asset_id": destination, "feature_count": total, "parts": parts, "deleted": deleted,
+            "properties": sorted(union), "export_skipped": skipped,
+        }  # fmt: skip
+
+
+class GeeAssetCleanupOperator(GeeBaseOperator):
+    """Delete assets under a folder matching a pattern, deepest first; only lists them while
+    ``dry_run`` (the default). Never acts outside the folder it was given.
+
+    :param folder: the folder (templated).
+    :param pattern: shell pattern relative to ``folder`` (templated).
+    :param dry_run: only log and return what would be deleted.
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate (templated).
+    """
+
+    template_fields: Sequence[str] = ("folder", "pattern", *GeeBaseOperator.template_fields)
+
+    def __init__(self, *, folder: str, pattern: str = "*", dry_run: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.folder, self.pattern, self.dry_run = folder, pattern, dry_run
+
+    def execute(self, context: Context) -> list[str]:
+        return self.hook.delete_tree(self.folder, pattern=self.pattern, dry_run=self.dry_run)

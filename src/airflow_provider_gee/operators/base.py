@@ -1,0 +1,85 @@
+"""The base of the provider's operators and sensor: connection, impersonation, hook, safe retries.
+
+As in the Amazon provider (``AwsBaseOperator``/``AwsBaseSensor`` over one hook mixin), the
+connection arguments and the hook live in one mixin, used by :class:`GeeBaseOperator` and by
+:class:`~airflow_provider_gee.sensors.task.GeeTaskSensor`. Credentials only ever go through the
+Google provider's ``GoogleBaseHook`` (``gcp_conn_id``, ``impersonation_chain``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+# The hook module (the Google provider's base hook, googleapiclient, aiohttp) is imported where
+# the hook is first used: every task process parses its DAG file, so a module-level import here
+# would be paid on every task start (tests/integration/test_import_cost.py keeps it so).
+
+#: Retries are safe for every operator of this provider (an export re-attaches to its EE task, a
+#: harvest skips what it already verified, a merge resumes its plan), so they retry by default.
+#: They also absorb Airflow's stale defer-exit race (apache/airflow#72716).
+DEFAULT_RETRIES = 3
+DEFAULT_RETRY_DELAY = timedelta(seconds=30)
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable`` (False unless the deployment sets it), as the
+    Google, Amazon and dbt Cloud providers read it."""
+    from airflow.providers.common.compat.sdk import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class GeeHookMixin:
+    """``gcp_conn_id``, ``impersonation_chain`` and the :class:`EarthEngineHook` built from them.
+
+    :param gcp_conn_id: the Airflow connection (type ``google_cloud_platform``).
+    :param impersonation_chain: optional service account to impersonate, or a chain of them
+        (templated), as everywhere in the Google provider.
+    """
+
+    gcp_conn_id: str
+    impersonation_chain: str | Sequence[str] | None
+
+    def _init_connection(self, gcp_conn_id: str, impersonation_chain: str | Sequence[str] | None) -> None:
+        self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+
+    @cached_property
+    def hook(self) -> EarthEngineHook:
+        from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+        return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+
+
+class GeeBaseOperator(GeeHookMixin, BaseOperator):
+    """Base of the provider's operators: the connection, the hook and safe retry defaults.
+
+    Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds;
+    they are declared here so that ``.partial()`` picks the defaults up too. Configuration errors
+    (:class:`~airflow_provider_gee.exceptions.GeeConfigurationError`) fail at once without retrying.
+
+    :param gcp_conn_id: the Airflow connection (type ``google_cloud_platform``).
+    :param impersonation_chain: optional service account(s) to impersonate (templated).
+    """
+
+    template_fields: Sequence[str] = ("impersonation_chain",)
+
+    def __init__(
+        self,
+        *,
+        gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
+        retries: int | None = DEFAULT_RETRIES,
+        retry_delay: timedelta | float = DEFAULT_RETRY_DELAY,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(retries=retries, retry_delay=retry_delay, **kwargs)
+        self._init_connection(gcp_conn_id, impersonation_chain)

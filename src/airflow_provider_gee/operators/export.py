@@ -1,0 +1,524 @@
+"""GeeExportOperator: one EE export per task instance, waited for in the same task instance.
+
+Submitting and waiting in ONE task instance that defers keeps one slot of the ``gee_tasks`` pool
+(created with ``include_deferred``) for the whole life of one EE task: the pool is the notebook's
+old ``maxTasks``. A separate export task and sensor would free the slot in between.
+
+Retries never duplicate an EE task: the ``requestId`` is derived from the task instance and a
+request generation, and EE starts at most one operation per ``requestId``. On Airflow 3.3+ the
+operation (with its generation) is kept in the task state store through ``ResumableJobMixin``;
+before 3.3 (no store) a retry looks the task instance's operations up in EE's listing instead (see
+:meth:`GeeExportOperator._execute_without_state_store`). Either way a retry re-attaches to a
+running operation, returns a SUCCEEDED one without submitting, and submits a new one (next
+generation) only after FAILED/CANCELLED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from airflow.providers.common.compat.sdk import ResumableJobMixin
+from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
+from airflow.sdk import Context
+
+from airflow_provider_gee.exceptions import (
+    EarthEngineError,
+    EarthEngineRejected,
+    EarthEngineTaskFailed,
+    GeeConfigurationError,
+)
+from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_id, drive_folder_url
+from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthEngineTaskLink, asset_url, task_url
+from airflow_provider_gee.operators.base import GeeBaseOperator, default_deferrable
+from airflow_provider_gee.utils.operations import ACTIVE_STATES, DESTINATIONS, EXPORT_KINDS, TERMINAL_STATES, summarize
+
+# The hook and triggers (the Google provider's base hook, googleapiclient, aiohttp) and geopandas,
+# pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every task
+# process parses its DAG file, so a module-level import is paid on every task start of every tile,
+# also by the resumed half, which needs none of them (tests/unit/test_import_cost.py keeps it so).
+
+_REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
+_DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
+MAX_DESCRIPTION = 100
+
+
+def sanitize_description(text: str) -> str:
+    """A description EE accepts: only ``A-Za-z0-9.,:;_-`` and at most 100 characters. A shortened
+    description keeps a hash of the whole, so two long descriptions stay distinct."""
+    clean = _DESCRIPTION_BAD.sub("_", text)
+    if len(clean) <= MAX_DESCRIPTION:
+        return clean
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{clean[: MAX_DESCRIPTION - 9]}-{digest}"
+
+
+def request_id(dag_id: str, task_id: str, run_id: str, map_index: int, generation: int) -> str:
+    """EE's ``requestId`` for one task instance and generation (``[A-Za-z0-9-]``, 39 characters)."""
+    base = uuid.uuid5(_REQUEST_NAMESPACE, f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}")
+    return f"{base}-g{generation}"
+
+
+class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
+    """Export one EE image or table (typically one tile) and wait until the EE task ends.
+
+    :param tile: the tile dict (from ``grid_tiles``/``chunk_points``) this instance exports; its
+        geometry is the default export region and its ``tile_id`` names the outputs. Map over it
+        with ``.expand(tile=...)``.
+    :param build: ``build(tile, context)`` returning the ``ee.Image`` or ``ee.FeatureCollection`` to
+        export (``context["data_interval_start"]`` etc. for time series). Called only when a new EE
+        task must be submitted.
+    :param asset: instead of ``build``, an EE asset id to export as it is.
+    :param export_type: ``"image"`` or ``"table"``.
+    :param destination: ``"drive"``, ``"asset"`` or ``"gcs"``.
+    :param folder: Drive folder name (templated).
+    :param bucket: Cloud Storage bucket (templated).
+    :param asset_id: destination asset (templated); relative ids are in the connection's project.
+        With a tile it must contain ``{tile_id}``.
+    :param file_name_prefix: output file prefix (templated; default: the description).
+        ``{tile_id}`` is replaced by the tile's id.
+    :param description: EE task description (templated; ``{tile_id}`` allowed). Default:
+        ``<dag>.<task>.<tile>.<data interval start>``, sanitized to EE's rules.
+    :param region: export region: an ``ee.Geometry``, a bbox ``[minx, miny, maxx, maxy]``, WKT,
+        GeoJSON, a vector file or an EE table (as for tiling); default: the tile's geometry.
+    :param scale: metres per pixel (image exports).
+    :param crs: output CRS (image exports), e.g. ``"EPSG:4326"``.
+    :param crs_transform: output affine transform (image exports).
+    :param max_pixels: EE's ``maxPixels`` guard.
+    :param file_format: e.g. ``"GeoTIFF"``, ``"CSV"``, ``"GeoJSON"``.
+    :param file_dimensions: GeoTIFF parts' size in pixels (int or (width, height)).
+    :param overwrite: overwrite an existing destination asset.
+    :param export_options: further keyword arguments for ``ee.batch.Export.*`` (EE's names).
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate (templated).
+    :param deferrable: wait in the triggerer instead of in the worker (default: Airflow's
+        ``[operators] default_deferrable``). Either way the task holds its pool slot while it waits.
+    :param poll_interval: seconds between status checks.
+    :param wait_timeout: seconds to wait for the EE task before cancelling it and failing.
+    :param max_ee_queue: admission control: before submitting, wait (deferred, holding the pool
+        slot) while the project has this many tasks PENDING or RUNNING in EE, counting tasks
+        started outside Airflow too. A soft limit: tiles admitted at the same moment may exceed it
+        briefly; the pool stays the hard bound.
+
+    Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
+    """
+
+    template_fields: Sequence[str] = (
+        "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options", "scale",
+        "tile", *GeeBaseOperator.template_fields,
+    )  # fmt: skip
+    operator_extra_links = (EarthEngineTaskLink(), DriveFolderLink(), EarthEngineAssetLink())
+    external_id_key = "gee_operation"
+    ui_color = "#d6ecd2"
+
+    def __init__(
+        self,
+        *,
+        tile: dict[str, Any] | None = None,
+        build: Callable[[dict[str, Any] | None, Context], Any] | None = None,
+        asset: str | None = None,
+        export_type: str = "image",
+        destination: str = "drive",
+        folder: str | None = None,
+        bucket: str | None = None,
+        asset_id: str | None = None,
+        file_name_prefix: str | None = None,
+        description: str | None = None,
+        region: Any = None,
+        scale: float | None = None,
+        crs: str | None = None,
+        crs_transform: Sequence[float] | None = None,
+        max_pixels: int | None = None,
+        file_format: str | None = None,
+        file_dimensions: int | Sequence[int] | None = None,
+        overwrite: bool = False,
+        export_options: dict[str, Any] | None = None,
+        deferrable: bool | None = None,
+        poll_interval: float = 10.0,
+        wait_timeout: float | None = None,
+        max_ee_queue: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.tile = tile
+        self.build = build
+        self.asset = asset
+        self.export_type = export_type
+        self.destination = destination
+        self.folder = folder
+        self.bucket = bucket
+        self.asset_id = asset_id
+        self.file_name_prefix = file_name_prefix
+        self.description = description
+        self.region = region
+        self.scale = scale
+        self.crs = crs
+        self.crs_transform = crs_transform
+        self.max_pixels = max_pixels
+        self.file_format = file_format
+        self.file_dimensions = file_dimensions
+        self.overwrite = overwrite
+        self.export_options = export_options
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self.max_ee_queue = max_ee_queue
+        self._operation: dict[str, Any] | None = None
+        # what the mixin read from task_state_store (get_job_status), so submit_job need not read it again
+        self._stored: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def tile_id(self) -> str | None:
+        return None if self.tile is None else str(self.tile.get("tile_id"))
+
+    def _fill(self, text: str | None) -> str | None:
+        return None if text is None else text.replace("{tile_id}", self.tile_id or "")
+
+    def validate(self) -> None:
+        """Check the arguments; every error names the argument and the fix (nothing remote yet)."""
+        if self.export_type not in EXPORT_KINDS:
+            raise GeeConfigurationError(f"export_type={self.export_type!r}: use one of {EXPORT_KINDS}.")
+        if self.destination not in DESTINATIONS:
+            raise GeeConfigurationError(f"destination={self.destination!r}: use one of {DESTINATIONS}.")
+        if (self.build is None) == (self.asset is None):
+            raise GeeConfigurationError("Give exactly one of build=callable(tile, context) or asset='asset id'.")
+        if self.build is not None and not callable(self.build):
+            raise GeeConfigurationError(f"build must be callable(tile, context), got {type(self.build).__name__}.")
+        if self.tile is not None and not (isinstance(self.tile, dict) and "tile_id" in self.tile):
+            raise GeeConfigurationError("tile must be a tile dict with 'tile_id' (from grid_tiles or chunk_points).")
+        if self.destination == "asset":
+            if not self.asset_id:
+                raise GeeConfigurationError("destination='asset' needs asset_id='folder/name_{tile_id}'.")
+            if self.tile is not None and "{tile_id}" not in self.asset_id:
+                raise GeeConfigurationError(
+                    f"asset_id={self.asset_id!r} has no '{{tile_id}}': every tile would write the same asset."
+                )
+        if self.destination == "gcs" and not self.bucket:
+            raise GeeConfigurationError("destination='gcs' needs bucket='my-bucket'.")
+        if self.scale is not None and not (isinstance(self.scale, (int, float)) and self.scale > 0):
+            raise GeeConfigurationError(f"scale must be a positive number of metres, got {self.scale!r}.")
+        if self.crs is not None and not str(self.crs).upper().startswith("SR-ORG:"):  # EE's own codes
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                CRS.from_user_input(self.crs)
+            except CRSError:
+                raise GeeConfigurationError(
+                    f"crs={self.crs!r} is not a coordinate reference system: use an EPSG code such as 'EPSG:32633' "
+                    "or a WKT string."
+                ) from None
+        if self.crs_transform is not None and not (
+            isinstance(self.crs_transform, list | tuple)
+            and len(self.crs_transform) == 6
+            and all(isinstance(v, int | float) for v in self.crs_transform)
+        ):
+            raise GeeConfigurationError(
+                f"crs_transform must be 6 numbers [xScale, xShearing, xTranslation, yShearing, yScale, yTranslation], "
+                f"got {self.crs_transform!r}."
+            )
+        if isinstance(self.region, list | tuple | dict):
+            from airflow_provider_gee.utils.tiling import read_region
+
+            read_region(self.region)  # a bad bbox or GeoJSON fails here, named, before anything remote
+        if self.export_type == "image" and self.region is None and self.tile is None:
+            raise GeeConfigurationError("An image export needs a region: pass tile=... or region=....")
+        if self.description is not None:
+            raw = self._fill(self.description) or ""
+            if not raw or len(raw) > MAX_DESCRIPTION or _DESCRIPTION_BAD.search(raw):
+                raise GeeConfigurationError(
+                    f"description={raw!r}: EE allows 1-{MAX_DESCRIPTION} characters of A-Z a-z 0-9 . , : ; _ -."
+                )
+
+    def task_description(self, context: Context) -> str:
+        if self.description:
+            return self._fill(self.description) or ""
+        ti = context["ti"]
+        start = context.get("data_interval_start")
+        period = start.strftime("%Y%m%dT%H%M") if start else hashlib.sha1(ti.run_id.encode()).hexdigest()[:10]
+        parts = [ti.dag_id, ti.task_id, self.tile_id or f"m{ti.map_index}", period]
+        return sanitize_description(".".join(p for p in parts if p))
+
+    def _request_id(self, context: Context, generation: int) -> str:
+        ti = context["ti"]
+        return request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation)
+
+    # ------------------------------------------------------------------ Airflow entry points
+
+    def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        # ``event`` is set when admission control let this task through (GeeQueueTrigger)
+        self.validate()
+        if not AIRFLOW_V_3_3_PLUS:
+            return self._execute_without_state_store(context)
+        return self.execute_resumable(context)
+
+    def _execute_without_state_store(self, context: Context) -> dict[str, Any]:
+        """Airflow < 3.3 has no task state store, so a retry finds its operations in EE instead.
+
+        The first try submits generation 0. A later try (or a cleared task) lists EE's operations
+        and takes this task instance's own: the same description, created since its DAG run
+        started. The newest decides as the stored operation does on 3.3+ (running: re-attach;
+        SUCCEEDED: done; FAILED/CANCELLED: submit the next generation). If the listing lags behind
+        a submission, the resubmission carries that submission's ``requestId`` and EE returns the
+        operation it already started instead of a second one.
+        """
+        ti = context["ti"]
+        own: list[dict[str, Any]] = []
+        # a description shared by several tiles would make another tile's EE task look like ours
+        own_description = self.description is None or self.tile is None or "{tile_id}" in self.description
+        if (ti.try_number or 1) > 1 and not own_description:
+            self.log.warning(
+                "Airflow < 3.3 and description=%r is the same for every tile: not looking up earlier EE tasks "
+                "(only EE's requestId de-duplication guards this retry); put {tile_id} in the description",
+                self.description,
+            )
+        elif (ti.try_number or 1) > 1:
+            description = self.task_description(context)
+            run_start = getattr(context.get("dag_run"), "start_date", None)
+            own = [
+                op
+                for op in (summarize(o) for o in self.hook.list_operations())
+                if op["description"] == description and _created_since(op, run_start)
+            ]
+            own.sort(key=lambda op: op.get("create_time") or "", reverse=True)
+            self.log.info("Airflow < 3.3: found %d earlier EE task(s) of this task instance in EE", len(own))
+        if own:
+            latest = own[0]
+            self._operation = latest
+            self._stored = {"operation": latest["name"], "generation": len(own) - 1}
+            if latest["state"] in ACTIVE_STATES:
+                self.log.info("Re-attaching to EE task %s (%s)", latest["name"], latest["state"])
+                self._persist_links(context, latest["name"])
+                return self.poll_until_complete(self._stored, context)  # type: ignore[return-value]
+            if latest["state"] == "SUCCEEDED":
+                self.log.info("EE task %s already SUCCEEDED: not submitting again", latest["name"])
+                return self._result(context, latest)
+        external_id = self.submit_job(context)
+        result = self.poll_until_complete(external_id, context)
+        return result if result is not None else self.get_job_result(external_id, context)
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation."""
+        summaries = list(event.get("operations", {}).values())
+        status = event.get("status")
+        if status == "success" and summaries:
+            return self._result(context, summaries[0])
+        if status == "timeout":
+            name = summaries[0]["name"] if summaries else self._stored_name(context)
+            if name:  # do not leave it running outside the pool's bound
+                self.hook.cancel_operation(name)
+            raise EarthEngineError(f"{event.get('message')}; the EE task was cancelled.")
+        if status == "failed" and summaries:
+            s = summaries[0]
+            raise EarthEngineTaskFailed(
+                s.get("error") or event.get("message", ""), operation=s["name"], state=s["state"]
+            )
+        raise EarthEngineError(event.get("message") or f"Unexpected trigger event {event!r}")
+
+    def on_kill(self) -> None:
+        if self._operation and self._operation.get("state") in ACTIVE_STATES:
+            self.log.info("Cancelling EE task %s", self._operation["name"])
+            self.hook.cancel_operation(self._operation["name"])
+
+    # ------------------------------------------------------------------ ResumableJobMixin
+
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        # The generation follows the stored (failed) operation, so repeated crashes around a
+        # resubmission keep asking EE with the same requestId and get the same new operation. The
+        # mixin calls submit_job after get_job_status saw that operation, or when none is stored.
+        prior = self._stored
+        generation = int(prior["generation"]) + 1 if prior else 0
+        self._admit(context)
+        rid = self._request_id(context, generation)
+        description = self.task_description(context)
+        self.hook.initialize_ee()
+        ee_object = self._ee_object(context)
+        try:
+            op = self.hook.start_export(
+                ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
+                **self._export_args(description),
+            )  # fmt: skip
+        except EarthEngineError as exc:
+            if exc.retryable:
+                raise  # an Airflow retry asks again with the same requestId: no duplicate
+            raise EarthEngineRejected(f"Earth Engine rejected export {description!r}: {exc.message}") from exc
+        self._operation = summarize(op)
+        self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
+        self._persist_links(context, op["name"])
+        return {"operation": op["name"], "generation": generation, "request_id": rid}
+
+    def _admit(self, context: Context) -> None:
+        """Admission control: defer until EE's queue is below ``max_ee_queue``, then run again."""
+        if self.max_ee_queue is None:
+            return
+        active = self.hook.count_active_operations()
+        if active < self.max_ee_queue:
+            return
+        self.log.info(
+            "EE holds %d active tasks for %s (max_ee_queue=%d): waiting", active, self.hook.project, self.max_ee_queue
+        )
+        from airflow_provider_gee.triggers.task import GeeQueueTrigger
+
+        self.defer(
+            trigger=GeeQueueTrigger(
+                f"projects/{self.hook.project}", self.max_ee_queue, gcp_conn_id=self.gcp_conn_id,
+                impersonation_chain=self.impersonation_chain, poll_interval=self.poll_interval,
+            ),
+            method_name="execute",
+        )  # fmt: skip
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        self._stored = external_id
+        self._operation = summarize(self.hook.get_operation(external_id["operation"]))
+        self.log.info("Stored EE task %s is %s", external_id["operation"], self._operation["state"])
+        if self._operation["state"] in ACTIVE_STATES:
+            self._persist_links(context, external_id["operation"])
+        return str(self._operation["state"])
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ACTIVE_STATES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status == "SUCCEEDED"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | None:
+        name = external_id["operation"]
+        if self.deferrable:
+            from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
+            self.defer(
+                trigger=GeeTaskTrigger(
+                    [name], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
+                    poll_interval=self.poll_interval, timeout=self.wait_timeout, cancel_on_kill=True,
+                ),
+                method_name="execute_complete",
+            )  # fmt: skip
+        deadline = None if self.wait_timeout is None else time.monotonic() + self.wait_timeout
+        while True:
+            op = summarize(self.hook.get_operation(name))
+            if op["state"] != (self._operation or {}).get("state"):
+                self.log.info("EE task %s: %s", name, op["state"])
+            self._operation = op
+            if op["state"] in TERMINAL_STATES:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self.hook.cancel_operation(name)
+                raise EarthEngineError(f"EE task {name} still running after {self.wait_timeout} s; cancelled it.")
+            time.sleep(self.poll_interval)
+        if op["state"] != "SUCCEEDED":
+            raise EarthEngineTaskFailed(op.get("error") or op["state"], operation=name, state=op["state"])
+        return self._result(context, op)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        if not self._operation or self._operation.get("name") != external_id["operation"]:
+            self._operation = summarize(self.hook.get_operation(external_id["operation"]))
+        return self._result(context, self._operation)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _stored_name(self, context: Context) -> str | None:
+        store = context.get("task_state_store")
+        stored = store.get(self.external_id_key) if store is not None else None
+        return stored["operation"] if stored else None
+
+    def _ee_object(self, context: Context) -> Any:
+        import ee
+
+        if self.asset is not None:
+            name = self.hook.asset_name(self.asset)
+            return ee.Image(name) if self.export_type == "image" else ee.FeatureCollection(name)
+        obj = self.build(self.tile, context)  # type: ignore[misc]
+        expected = ee.Image if self.export_type == "image" else ee.FeatureCollection
+        if not isinstance(obj, expected):
+            raise GeeConfigurationError(
+                f"build returned {type(obj).__name__}; export_type={self.export_type!r} needs an {expected.__name__}."
+            )
+        return obj
+
+    def _export_args(self, description: str) -> dict[str, Any]:
+        import ee
+
+        args: dict[str, Any] = {"description": description}
+        if self.destination == "asset":
+            args["assetId"] = self._fill(self.asset_id)
+            args["overwrite"] = self.overwrite
+        else:
+            args["fileNamePrefix"] = self._fill(self.file_name_prefix) or description
+            if self.destination == "drive" and self.folder:
+                args["folder"] = self.folder
+            if self.destination == "gcs":
+                args["bucket"] = self.bucket
+            if self.file_format:
+                args["fileFormat"] = self.file_format
+        if self.export_type == "image":
+            if self.region is None:
+                args["region"] = ee.Geometry(self.tile["geometry"], None, False)  # type: ignore[index]
+            elif isinstance(self.region, ee.Geometry):
+                args["region"] = self.region
+            else:  # bbox, WKT, GeoJSON, a vector file or a table asset: read as tiling reads regions
+                import shapely.geometry
+
+                from airflow_provider_gee.utils.tiling import read_region
+
+                geojson = shapely.geometry.mapping(read_region(self.region, hook=self.hook))
+                args["region"] = ee.Geometry(geojson, None, False)
+            for key, value in (("scale", self.scale), ("crs", self.crs), ("crsTransform", self.crs_transform),
+                               ("maxPixels", self.max_pixels)):  # fmt: skip
+                if value is not None:
+                    args[key] = value
+            if self.file_dimensions is not None and self.destination != "asset":
+                args["fileDimensions"] = self.file_dimensions
+        args.update(self.export_options or {})
+        return args
+
+    def _persist_links(self, context: Context, operation: str) -> None:
+        EarthEngineTaskLink.persist(context, url=task_url(self.hook.api_url, self.hook.uses_google, operation))
+        self._persist_destination_links(context)
+
+    def _persist_destination_links(self, context: Context, drive_folder_id: str | None = None) -> None:
+        """The Drive folder and asset links; the one that does not apply is set empty (no link)."""
+        drive = self.destination == "drive"
+        DriveFolderLink.persist(context, url=drive_folder_url(self.folder, drive_folder_id) if drive else None)
+        asset = self.hook.asset_name(self._fill(self.asset_id) or "") if self.destination == "asset" else None
+        EarthEngineAssetLink.persist(context, url=asset_url(asset) if asset else None)
+
+    def _result(self, context: Context, op: dict[str, Any]) -> dict[str, Any]:
+        """The XCom result: what harvest and merge operators need, nothing more."""
+        description = op.get("description") or self.task_description(context)
+        result: dict[str, Any] = {
+            "tile_id": self.tile_id,
+            "operation": op["name"],
+            "state": op["state"],
+            "description": description,
+            "export_type": self.export_type,
+            "destination": self.destination,
+            "destination_uris": op.get("destination_uris", []),
+            "eecu_seconds": op.get("eecu_seconds"),
+        }
+        if self.destination == "asset":
+            result["asset_id"] = self.hook.asset_name(self._fill(self.asset_id) or "")
+        else:
+            result["file_name_prefix"] = self._fill(self.file_name_prefix) or description
+            if self.destination == "drive":
+                result["folder"] = self.folder
+                result["drive_folder_id"] = drive_folder_id(result["destination_uris"])
+            else:
+                result["bucket"] = self.bucket
+        # a resumed half sets them again (the folder now by id); only the task link is read back
+        self._persist_destination_links(context, result.get("drive_folder_id"))
+        return result
+
+
+def _created_since(op: dict[str, Any], start: datetime | None) -> bool:
+    """Whether EE created the operation at or after ``start`` (RFC 3339 ``createTime``)."""
+    if start is None or not op.get("create_time"):
+        return True
+    created = datetime.fromisoformat(str(op["create_time"]).replace("Z", "+00:00"))
+    return created >= start

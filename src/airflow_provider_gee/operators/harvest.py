@@ -1,0 +1,336 @@
+"""DriveHarvestOperator: download an export's files from Drive (or Cloud Storage), verify them,
+and delete the remote copies only then.
+
+Every file is streamed in chunks to a temporary name (memory does not grow with file size), its
+size and md5 are checked against what Drive/GCS report, it is renamed into place atomically, and
+only then is the remote copy deleted. A rerun skips files already harvested (same md5) and never
+overwrites a different file of the same name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Context, ObjectStoragePath
+
+from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.operators.base import GeeBaseOperator
+from airflow_provider_gee.utils.checksums import md5_file, verify_copy
+from airflow_provider_gee.utils.storage import target_dir, upload_verified
+
+if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.drive import DriveHook
+
+#: ``prefix-YYYYYYYYYY-XXXXXXXXXX.tif``: one part of a GeoTIFF export EE split by pixel offsets.
+SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
+MAX_NAME_BYTES = 200
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:]")
+
+
+def safe_name(title: str) -> str:
+    """A file name that stays inside its folder: no separators, no ``..``, no control characters,
+    at most 200 bytes (the extension kept)."""
+    name = unicodedata.normalize("NFC", title)
+    name = _UNSAFE.sub("_", name).strip().strip(".")
+    name = re.sub(r"\.{2,}", ".", name) or "unnamed"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        stem, dot, ext = name.rpartition(".")
+        ext = f".{ext}" if dot and 0 < len(ext) <= 10 else ""
+        stem = name[: len(name) - len(ext)] if ext else name
+        digest = hashlib.sha1(title.encode()).hexdigest()[:8]
+        room = MAX_NAME_BYTES - len(ext.encode()) - 9
+        stem = stem.encode()[:room].decode(errors="ignore")
+        name = f"{stem}-{digest}{ext}"
+    return name
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}~{suffix}.{ext}" if dot and stem else f"{name}~{suffix}"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    id: str  # Drive file id, or GCS object name
+    name: str  # title (Drive) or object base name (GCS)
+    size: int
+    md5: str | None  # hex
+
+
+class _DriveSource:
+    """Drive files through a DriveHook per thread (googleapiclient's HTTP is not thread-safe)."""
+
+    kind = "drive"
+
+    def __init__(self, gcp_conn_id: str, impersonation_chain: Any, folder_id: str, prefix: str | None) -> None:
+        self.gcp_conn_id, self.impersonation_chain = gcp_conn_id, impersonation_chain
+        self.folder_id, self.prefix = folder_id, prefix
+        self._local = threading.local()
+
+    @property
+    def hook(self) -> DriveHook:
+        if not hasattr(self._local, "hook"):
+            # imported here, not at parse time: the Google API client is paid only by harvesting tasks
+            from airflow_provider_gee.hooks.drive import DriveHook
+
+            self._local.hook = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+        return self._local.hook
+
+    def list(self) -> list[RemoteFile]:
+        files = self.hook.list_folder(self.folder_id, prefix=self.prefix)
+        return [RemoteFile(f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum")) for f in files]
+
+    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> str:
+        return self.hook.download_verified(
+            {"id": f.id, "name": f.name, "size": f.size, "md5Checksum": f.md5}, target, chunk_size=chunk_size
+        )
+
+    def delete(self, f: RemoteFile) -> None:
+        self.hook.delete_file(f.id)
+
+    def where(self) -> str:
+        return f"Drive folder {self.folder_id} (prefix {self.prefix!r})"
+
+
+class _GcsSource:
+    """Objects under a Cloud Storage prefix, through the Google provider's GCSHook."""
+
+    kind = "gcs"
+
+    def __init__(self, gcp_conn_id: str, impersonation_chain: Any, bucket: str, prefix: str | None) -> None:
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        self.hook = GCSHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)
+        self.bucket, self.prefix = bucket, prefix or ""
+        self._lock = threading.Lock()
+
+    def _bucket(self) -> Any:
+        with self._lock:
+            return self.hook.get_conn().bucket(self.bucket)
+
+    def list(self) -> list[RemoteFile]:
+        out = []
+        for blob in self.hook.get_conn().list_blobs(self.bucket, prefix=self.prefix):
+            md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
+            out.append(RemoteFile(blob.name, blob.name.rsplit("/", 1)[-1], int(blob.size or 0), md5))
+        return out
+
+    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> str:
+        part = target.with_name(target.name + ".part")
+        try:
+            blob = self._bucket().blob(f.id, chunk_size=max(256 * 1024, chunk_size // (256 * 1024) * 256 * 1024))
+            blob.download_to_filename(str(part), checksum=None)
+            md5 = md5_file(part)
+            verify_copy(f"gs://{self.bucket}/{f.id}", part.stat().st_size, md5, f.size, f.md5)
+            os.replace(part, target)
+            return md5
+        finally:
+            part.unlink(missing_ok=True)
+
+    def delete(self, f: RemoteFile) -> None:
+        self._bucket().blob(f.id).delete()
+
+    def where(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}"
+
+
+class DriveHarvestOperator(GeeBaseOperator):
+    """Download an export's files, verify them (size + md5), then delete them at the source.
+
+    :param export_result: a ``GeeExportOperator`` result (map over its ``.output``): gives the
+        destination (Drive folder or GCS bucket), the file prefix and the tile id.
+    :param folder: Drive folder name or path (templated), resolved through the Drive API; an
+        ambiguous name is an error listing the candidates.
+    :param folder_id: Drive folder id (templated), instead of ``folder``.
+    :param prefix: only files whose names start with this (templated).
+    :param bucket: Cloud Storage bucket (templated): harvest ``gs://bucket/prefix`` instead of Drive.
+    :param destination: a local directory or an ``ObjectStoragePath`` URL (``file://``, ``gs://``,
+        ``s3://``, ...) (templated).
+    :param delete_after: delete each remote file once its copy is verified (default).
+    :param max_parallel: files downloaded at once.
+    :param chunk_size: bytes per ranged request.
+    :param wait_timeout: seconds to wait (with backoff) for the files of a finished export to appear.
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    """
+
+    # export_result is templated so that an upstream ``.output`` resolves inside mapped task groups
+    template_fields: Sequence[str] = (
+        "folder", "folder_id", "prefix", "bucket", "destination", "export_result", *GeeBaseOperator.template_fields,
+    )  # fmt: skip
+    ui_color = "#d2e3ec"
+
+    def __init__(
+        self,
+        *,
+        destination: str,
+        export_result: dict[str, Any] | None = None,
+        folder: str | None = None,
+        folder_id: str | None = None,
+        prefix: str | None = None,
+        bucket: str | None = None,
+        delete_after: bool = True,
+        max_parallel: int = 4,
+        chunk_size: int = 8 << 20,
+        wait_timeout: float = 300.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.export_result = export_result
+        self.folder = folder
+        self.folder_id = folder_id
+        self.prefix = prefix
+        self.bucket = bucket
+        self.delete_after = delete_after
+        self.max_parallel = max_parallel
+        self.chunk_size = chunk_size
+        self.wait_timeout = wait_timeout
+
+    # ------------------------------------------------------------------ setup
+
+    def _source(self) -> _DriveSource | _GcsSource:
+        result = self.export_result or {}
+        if result and result.get("destination") not in ("drive", "gcs"):
+            raise GeeConfigurationError(
+                f"export_result of tile {result.get('tile_id')!r} went to {result.get('destination')!r}: only Drive "
+                "and Cloud Storage exports can be harvested (merge asset exports with AssetMergeOperator)."
+            )
+        if result and result.get("state") not in (None, "SUCCEEDED"):
+            raise GeeConfigurationError(f"export_result is {result.get('state')}, not SUCCEEDED: nothing to harvest.")
+        prefix = self.prefix if self.prefix is not None else result.get("file_name_prefix")
+        bucket = self.bucket or result.get("bucket")
+        if bucket or result.get("destination") == "gcs":
+            if not bucket:
+                raise GeeConfigurationError("A Cloud Storage harvest needs bucket=... (or a gcs export_result).")
+            return _GcsSource(self.gcp_conn_id, self.impersonation_chain, bucket, prefix)
+        folder_id = self.folder_id or result.get("drive_folder_id")
+        drive = _DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id or "", prefix)
+        if not folder_id:
+            folder = self.folder or result.get("folder")
+            if not folder:
+                raise GeeConfigurationError(
+                    "Say where to harvest from: folder=..., folder_id=... or export_result=...."
+                )
+            drive.folder_id = drive.hook.resolve_folder(folder)
+        return drive
+
+    # ------------------------------------------------------------------ run
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        local, remote = target_dir(self.destination)  # fails before anything remote is touched
+        source = self._source()
+        files = self._wait_for_files(source)
+        plan = self._plan_names(files)
+        total = sum(f.size for f in files)
+        self.log.info(
+            "Harvesting %d files (%d bytes) from %s to %s", len(files), total, source.where(), self.destination
+        )
+        progress = {"files": 0, "bytes": 0}
+        lock = threading.Lock()
+
+        def one(f: RemoteFile) -> dict[str, Any]:
+            entry = self._harvest_one(source, f, plan[f.id], local, remote)
+            with lock:
+                progress["files"] += 1
+                progress["bytes"] += f.size
+                self.log.info(
+                    "%d/%d files, %d/%d bytes: %s (%s)", progress["files"], len(files), progress["bytes"], total,
+                    entry["name"], entry["action"],
+                )  # fmt: skip
+            return entry
+
+        with ThreadPoolExecutor(max_workers=max(1, self.max_parallel), thread_name_prefix="harvest") as pool:
+            entries = list(pool.map(one, files))
+        return self._manifest(entries, source)
+
+    def _wait_for_files(self, source: _DriveSource | _GcsSource) -> list[RemoteFile]:
+        """Files of a finished export may take a moment to show: poll with backoff, bounded."""
+        deadline = time.monotonic() + self.wait_timeout
+        delay = 1.0
+        while True:
+            files = source.list()
+            if files or not self.export_result:
+                return sorted(files, key=lambda f: (f.name, f.id))
+            if time.monotonic() + delay > deadline:
+                raise GeeConfigurationError(
+                    f"No file of export {self.export_result.get('description')!r} appeared in {source.where()} "
+                    f"within {self.wait_timeout} s."
+                )
+            self.log.info("No file in %s yet; checking again in %.0f s", source.where(), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    @staticmethod
+    def _plan_names(files: list[RemoteFile]) -> dict[str, str]:
+        """Safe, distinct, deterministic local names: the first of equal titles keeps the name,
+        the others get their remote id appended."""
+        names: dict[str, str] = {}
+        taken: set[str] = set()
+        for f in sorted(files, key=lambda f: (f.name, f.id)):
+            name = safe_name(f.name)
+            if name in taken:
+                name = _with_suffix(name, safe_name(f.id)[-12:])
+            taken.add(name)
+            names[f.id] = name
+        return names
+
+    def _harvest_one(
+        self, source: _DriveSource | _GcsSource, f: RemoteFile, name: str, local: Path, remote: ObjectStoragePath | None
+    ) -> dict[str, Any]:
+        target = local / name
+        action = "downloaded"
+        if remote is None and target.exists():
+            existing_md5 = md5_file(target)
+            if f.md5 and existing_md5 == f.md5 and target.stat().st_size == f.size:
+                action = "already there"  # a rerun: nothing to download
+            else:  # never overwrite a different file
+                name = _with_suffix(name, (f.md5 or safe_name(f.id))[:8])
+                target = local / name
+                if target.exists() and md5_file(target) == f.md5:
+                    action = "already there"
+        md5 = source.download(f, target, self.chunk_size) if action == "downloaded" else f.md5 or md5_file(target)
+        location = str(target)
+        if remote is not None:
+            location = upload_verified(target, remote / name)
+        if self.delete_after:
+            source.delete(f)  # only now: the copy is verified
+        entry: dict[str, Any] = {
+            "name": name, "source_name": f.name, "path": location, "size": f.size, "md5": md5,
+            "source_id": f.id, "action": action,
+        }  # fmt: skip
+        shard = SHARD_RE.match(f.name)
+        if shard:
+            entry["shard"] = {"export": shard["prefix"], "row": int(shard["row"]), "col": int(shard["col"])}
+        return entry
+
+    def _manifest(self, entries: list[dict[str, Any]], source: _DriveSource | _GcsSource) -> dict[str, Any]:
+        result = self.export_result or {}
+        exports: dict[str, list[str]] = {}
+        for e in entries:
+            key = e.get("shard", {}).get("export") or e["name"].rsplit(".", 1)[0]
+            exports.setdefault(key, []).append(e["name"])
+        return {
+            "tile_id": result.get("tile_id"),
+            "operation": result.get("operation"),
+            "source": source.where(),
+            "destination": str(self.destination),
+            "files": entries,
+            "exports": {
+                k: {"parts": v, "sharded": any("shard" in e for e in entries if e["name"] in v)}
+                for k, v in exports.items()
+            },
+            "file_count": len(entries),
+            "bytes": sum(e["size"] for e in entries),
+        }

@@ -1,0 +1,316 @@
+"""GeeTaskTrigger: wait, without blocking the triggerer, until EE operations end.
+
+All triggers of one connection in a triggerer process share ONE poll per interval
+(:class:`OperationPoller`): a few watched operations are read one by one, many are read from the
+project's operations listing (newest first, paged, stopping as soon as every watched operation
+has been seen). 1,000 waiting tiles thus cost a handful of requests per interval, not 1,000.
+
+Airflow 3.3's shared trigger streams (``BaseEventTrigger.shared_stream_key``) do not fit: they are
+meant for event-driven scheduling, and the shared stream does not know which operations its
+subscribers wait for, so it could not stop paging early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_gee.exceptions import EarthEngineError
+from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
+from airflow_provider_gee.utils.operations import QUEUE_PAGES, TERMINAL_STATES, count_active, summarize
+
+log = logging.getLogger(__name__)
+
+#: Up to this many watched operations are read with one GET each; more are read from the listing.
+GET_EACH_UP_TO = 3
+LIST_PAGE_SIZE = 500
+
+
+@dataclass(eq=False)
+class _Watch:
+    names: frozenset[str]
+    #: projects whose queue length this watcher wants (``projects/P``)
+    projects: frozenset[str] = frozenset()
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+class OperationPoller:
+    """One poll loop per (connection, impersonation, interval) in a triggerer process.
+
+    :ivar requests: EE requests sent by this poller (for tests and benchmarks).
+    :ivar polls: poll rounds done.
+    """
+
+    _pollers: ClassVar[dict[tuple[Any, ...], OperationPoller]] = {}
+
+    def __init__(self, gcp_conn_id: str, impersonation_chain: str | Sequence[str] | None, interval: float) -> None:
+        self.hook = EarthEngineAsyncHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)
+        self.interval = interval
+        self.watches: set[_Watch] = set()
+        self.requests = 0
+        self.polls = 0
+        self.loop = asyncio.get_running_loop()
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def for_connection(
+        cls, gcp_conn_id: str, impersonation_chain: str | Sequence[str] | None, interval: float
+    ) -> OperationPoller:
+        """The poller of the running event loop for this connection (created on first use)."""
+        chain = tuple(impersonation_chain) if isinstance(impersonation_chain, (list, tuple)) else impersonation_chain
+        loop = asyncio.get_running_loop()
+        # pollers of loops that have closed (tests and ``dag.test()`` run one loop per trigger)
+        for stale in [k for k, p in cls._pollers.items() if p.loop.is_closed()]:
+            del cls._pollers[stale]
+        key = (id(loop), gcp_conn_id, chain, float(interval))
+        if key not in cls._pollers:
+            cls._pollers[key] = cls(gcp_conn_id, impersonation_chain, interval)
+        return cls._pollers[key]
+
+    def watch(self, names: Sequence[str] = (), projects: Sequence[str] = ()) -> _Watch:
+        w = _Watch(frozenset(names), frozenset(projects))
+        self.watches.add(w)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="gee-operation-poller")
+        return w
+
+    def unwatch(self, w: _Watch) -> None:
+        self.watches.discard(w)
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            while self.watches:
+                try:
+                    await self.poll_once(session)
+                except Exception:  # a poll that fails must not end the loop for everybody
+                    log.exception("Polling Earth Engine operations failed; trying again next interval")
+                await asyncio.sleep(self.interval)
+
+    async def _get(self, session: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        self.requests += 1
+        return await self.hook.request(session, method, path, **kw)
+
+    async def poll_once(self, session: aiohttp.ClientSession) -> None:
+        """Read every watched operation once and hand each to its watchers."""
+        self.polls += 1
+        watches = list(self.watches)
+        wanted = set().union(*(w.names for w in watches))
+        counted = set().union(*(w.projects for w in watches))
+        found: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        queues: dict[str, int] = {}
+        by_project: dict[str, set[str]] = defaultdict(set)
+        if len(wanted) > GET_EACH_UP_TO:
+            for name in wanted:
+                by_project[name.split("/operations/")[0]].add(name)
+        for project in counted:
+            by_project.setdefault(project, set())
+        for project, names in by_project.items():
+            # one listing serves both: the watched operations, and the queue length (active
+            # tasks among the newest pages, stopping at a page without any)
+            params: dict[str, Any] = {"pageSize": LIST_PAGE_SIZE}
+            pages = active = 0
+            count_more = project in counted
+            while names - found.keys() or count_more:
+                page = await self._get(session, "GET", f"{project}/operations", params=params)
+                pages += 1
+                ops = page.get("operations", [])
+                found.update((op["name"], op) for op in ops if op.get("name") in names)
+                in_page = count_active(ops)
+                active += in_page
+                count_more = count_more and in_page > 0 and pages < QUEUE_PAGES
+                if not page.get("nextPageToken"):
+                    break
+                params = {"pageSize": LIST_PAGE_SIZE, "pageToken": page["nextPageToken"]}
+            if project in counted:
+                queues[project] = active
+        for name in wanted - found.keys():  # few watched, or older than the listing reaches
+            try:
+                found[name] = await self._get(session, "GET", name)
+            except EarthEngineError as exc:
+                if exc.retryable:
+                    log.warning("Reading %s failed transiently: %s", name, exc.message)
+                else:
+                    errors[name] = exc.message
+        for w in watches:
+            for name in w.names:
+                if name in found:
+                    w.queue.put_nowait((name, found[name], None))
+                elif name in errors:
+                    w.queue.put_nowait((name, None, errors[name]))
+            for project in w.projects & queues.keys():
+                w.queue.put_nowait((project, {"active": queues[project]}, None))
+
+
+class GeeTaskTrigger(BaseTrigger):
+    """Fire when the given EE operations have ended (or one failed, with ``fail_fast``).
+
+    Events: ``{"status": "success" | "failed" | "error" | "timeout", "operations": {name: summary},
+    "message": str}``; summaries come from :func:`~airflow_provider_gee.utils.operations.summarize`.
+
+    :param operations: full operation names (``projects/P/operations/ID``).
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    :param poll_interval: seconds between polls (triggers with the same interval share polls).
+    :param timeout: seconds after which the trigger gives up with a ``timeout`` event.
+    :param fail_fast: fire as soon as one operation ends in FAILED or CANCELLED.
+    :param cancel_on_kill: cancel the operations when a user kills the deferred task.
+    """
+
+    def __init__(
+        self,
+        operations: Sequence[str],
+        gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
+        poll_interval: float = 10.0,
+        timeout: float | None = None,
+        fail_fast: bool = True,
+        cancel_on_kill: bool = False,
+    ) -> None:
+        super().__init__()
+        self.operations = list(operations)
+        self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.fail_fast = fail_fast
+        self.cancel_on_kill = cancel_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "operations": self.operations,
+                "gcp_conn_id": self.gcp_conn_id,
+                "impersonation_chain": self.impersonation_chain,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+                "fail_fast": self.fail_fast,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = OperationPoller.for_connection(self.gcp_conn_id, self.impersonation_chain, self.poll_interval)
+        watch = poller.watch(self.operations)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout if self.timeout else None
+        latest: dict[str, dict[str, Any]] = {}
+        ended: dict[str, dict[str, Any]] = {}
+        try:
+            while len(ended) < len(self.operations):
+                wait = None if deadline is None else max(0.0, deadline - loop.time())
+                try:
+                    name, op, error = await asyncio.wait_for(watch.queue.get(), timeout=wait)
+                except TimeoutError:
+                    summaries = {n: summarize(latest[n]) for n in latest}
+                    message = (
+                        f"{len(self.operations) - len(ended)} EE operation(s) still running after {self.timeout} s"
+                    )
+                    yield TriggerEvent({"status": "timeout", "operations": summaries, "message": message})
+                    return
+                if error is not None:
+                    yield TriggerEvent({"status": "error", "operations": {}, "message": f"{name}: {error}"})
+                    return
+                self._log_change(name, latest.get(name), op)
+                latest[name] = op
+                state = op.get("metadata", {}).get("state")
+                if state not in TERMINAL_STATES or name in ended:
+                    continue
+                ended[name] = summarize(op)
+                if state != "SUCCEEDED" and self.fail_fast:
+                    message = f"EE task {name} ended {state}: {ended[name].get('error', 'no message')}"
+                    yield TriggerEvent({"status": "failed", "operations": ended, "message": message})
+                    return
+            failed = [n for n, s in ended.items() if s["state"] != "SUCCEEDED"]
+            status = "failed" if failed else "success"
+            message = f"{len(failed)} of {len(ended)} EE operation(s) did not succeed" if failed else ""
+            yield TriggerEvent({"status": status, "operations": ended, "message": message})
+        finally:
+            poller.unwatch(watch)
+
+    def _log_change(self, name: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        old = (before or {}).get("metadata", {})
+        new = after.get("metadata", {})
+        if (old.get("state"), old.get("progress")) != (new.get("state"), new.get("progress")):
+            self.log.info(
+                "%s (%s): %s %.0f%%", new.get("description"), name.rsplit("/", 1)[-1], new.get("state"),
+                100 * float(new.get("progress") or 0),
+            )  # fmt: skip
+
+    async def on_kill(self) -> None:
+        if not self.cancel_on_kill:
+            return
+        hook = EarthEngineAsyncHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            for name in self.operations:
+                with contextlib.suppress(EarthEngineError):
+                    await hook.request(session, "POST", f"{name}:cancel", json={})
+                    self.log.info("Cancelled EE task %s", name)
+
+
+class GeeQueueTrigger(BaseTrigger):
+    """Fire once EE's queue for a project (PENDING + RUNNING tasks, whoever started them) is below
+    ``limit``: admission control before submitting. Shares the listing of :class:`OperationPoller`.
+
+    Events: ``{"status": "admitted", "active": n}``.
+
+    :param project: ``projects/P``.
+    :param limit: fire when fewer tasks than this are active.
+    :param gcp_conn_id: the Airflow connection id.
+    :param impersonation_chain: optional service account(s) to impersonate.
+    :param poll_interval: seconds between polls.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        limit: int,
+        gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
+        poll_interval: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.project = project
+        self.limit = limit
+        self.gcp_conn_id = gcp_conn_id
+        self.impersonation_chain = impersonation_chain
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "project": self.project,
+                "limit": self.limit,
+                "gcp_conn_id": self.gcp_conn_id,
+                "impersonation_chain": self.impersonation_chain,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poller = OperationPoller.for_connection(self.gcp_conn_id, self.impersonation_chain, self.poll_interval)
+        watch = poller.watch(projects=[self.project])
+        last = None
+        try:
+            while True:
+                _, queue, _ = await watch.queue.get()
+                if queue["active"] < self.limit:
+                    yield TriggerEvent({"status": "admitted", "active": queue["active"]})
+                    return
+                if queue["active"] != last:
+                    self.log.info(
+                        "EE queue of %s: %d active tasks (limit %d)", self.project, queue["active"], self.limit
+                    )
+                    last = queue["active"]
+        finally:
+            poller.unwatch(watch)

@@ -1,0 +1,80 @@
+"""``gee-dag-check``: find what would make a DAG of this provider hang or overrun EE, before a run.
+
+Airflow never schedules a task whose pool does not exist: the run just waits (the scheduler logs
+"Tasks using non-existent pool ... will not be scheduled"; Airflow 3.3's dag-processor does not
+report it). And a pool without ``include_deferred`` does not count deferred exports, so far more
+EE tasks than its slots would be in flight. This check reads the DAGs and the deployment's pools
+(from the metadata database, like ``airflow pools list``) and names each problem with its fix.
+
+Run it where the ``airflow`` CLI works (CI, a scheduler container): ``gee-dag-check [dags_folder]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: operators whose pool slot must stand for one EE task, deferred or not
+DEFERRING_TASK_TYPES = frozenset({"GeeExportOperator", "AssetMergeOperator", "GeeTaskSensor"})
+
+
+def pool_problems(dags: Iterable[Any], pools: Mapping[str, bool]) -> list[str]:
+    """Problems with the pools the DAGs' tasks use.
+
+    :param dags: DAG objects.
+    :param pools: the deployment's pools: name -> ``include_deferred``.
+    """
+    problems = []
+    for dag in dags:
+        for task in dag.tasks:
+            pool = task.pool
+            where = f"Task {task.task_id!r} of DAG {dag.dag_id!r}"
+            if pool not in pools:
+                problems.append(
+                    f"{where} uses pool {pool!r}, which does not exist: the task would never be scheduled. Create it: "
+                    f'airflow pools set {pool} 10 "EE tasks in flight" --include-deferred'
+                )
+            elif task.task_type in DEFERRING_TASK_TYPES and not pools[pool]:
+                problems.append(
+                    f"{where} uses pool {pool!r}, which does not count deferred tasks, so waiting EE tasks hold no "
+                    f"slot and more EE tasks than its slots can be in flight. Fix: airflow pools set {pool} <slots> "
+                    '"EE tasks in flight" --include-deferred'
+                )
+    return problems
+
+
+def deployment_pools() -> dict[str, bool]:
+    """The pools of the configured metadata database: name -> include_deferred."""
+    from airflow.models.pool import Pool
+
+    return {p.pool: bool(p.include_deferred) for p in Pool.get_pools()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from airflow.configuration import conf
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag  # Airflow 3.2+
+    except ImportError:
+        from airflow.models.dagbag import DagBag  # Airflow 3.1
+
+    parser = argparse.ArgumentParser(prog="gee-dag-check", description=__doc__.splitlines()[0])
+    parser.add_argument("dags_folder", nargs="?", default=None, help="default: [core] dags_folder")
+    args = parser.parse_args(argv)
+    folder = args.dags_folder or conf.get("core", "dags_folder")
+    bag = DagBag(dag_folder=folder)
+    for path, error in bag.import_errors.items():
+        print(f"{path}: does not import: {error.strip().splitlines()[-1]}")
+    problems = pool_problems(bag.dags.values(), deployment_pools())
+    for problem in problems:
+        print(problem)
+    if not problems and not bag.import_errors:
+        print(f"OK: {len(bag.dags)} DAGs in {folder}; every pool they use exists and counts deferred EE tasks.")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Earth Engine batch operations as the operators see them: export kinds, destinations, states and
+the small summary kept of an operation.
+
+Standard library only: the operator modules import this when a DAG file is parsed, which every
+task process does again, while the hooks (Google provider, googleapiclient, aiohttp) are imported
+only by the tasks that talk to Google.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXPORT_KINDS: tuple[str, ...] = ("image", "table")
+DESTINATIONS: tuple[str, ...] = ("drive", "asset", "gcs")
+
+#: Operation states in which EE still holds a batch slot or queue entry for the task.
+ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING"})
+TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+#: Listing pages (500 operations each, newest first) read to count EE's queue.
+QUEUE_PAGES = 2
+
+
+def count_active(operations: list[dict[str, Any]]) -> int:
+    """How many of these operations still hold a place in EE's queue (PENDING/RUNNING/CANCELLING)."""
+    return sum(1 for op in operations if op.get("metadata", {}).get("state") in ACTIVE_STATES)
+
+
+def summarize(operation: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an operation that operators and the log need (small, JSON-ready)."""
+    meta = operation.get("metadata", {})
+    out = {
+        "name": operation.get("name"),
+        "state": meta.get("state"),
+        "description": meta.get("description"),
+        "type": meta.get("type"),
+        "progress": meta.get("progress"),
+        "destination_uris": meta.get("destinationUris", []),
+        "eecu_seconds": meta.get("batchEecuUsageSeconds"),
+        "attempt": meta.get("attempt"),
+        "create_time": meta.get("createTime"),
+        "update_time": meta.get("updateTime"),
+    }
+    if operation.get("error"):
+        out["error"] = operation["error"].get("message")
+    return out

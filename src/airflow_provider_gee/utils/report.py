@@ -1,0 +1,97 @@
+"""Run reports: a manifest (JSON) of tiles, EE operations, files and checksums, and a tile status
+map (PNG) of the tiles coloured by outcome over the region."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+from shapely.geometry import shape
+
+from airflow_provider_gee.utils.extras import require_extra
+
+STATUS_COLOURS = {"harvested": "#2e7d32", "exported": "#9ccc65", "failed": "#c62828", "missing": "#bdbdbd"}
+
+
+def build_manifest(
+    tiles: Iterable[dict[str, Any]], exports: Iterable[dict[str, Any] | None], harvests: Iterable[dict[str, Any] | None]
+) -> dict[str, Any]:
+    """One record per tile: its EE operation and state, and the files harvested for it."""
+    by_tile_export = {e["tile_id"]: e for e in exports if e}
+    by_tile_files = {h["tile_id"]: h for h in harvests if h}
+    records = []
+    for tile in tiles:
+        tid = tile["tile_id"]
+        export, harvest = by_tile_export.get(tid), by_tile_files.get(tid)
+        status = "harvested" if harvest else "exported" if export else "failed"
+        records.append(
+            {
+                "tile_id": tid,
+                "status": status,
+                "bbox": tile["bbox"],
+                "operation": export and export["operation"],
+                "state": export and export["state"],
+                "eecu_seconds": export and export.get("eecu_seconds"),
+                "files": [
+                    {k: f[k] for k in ("name", "path", "size", "md5", "source_id")}
+                    for f in (harvest or {}).get("files", [])
+                ],
+            }
+        )
+    files = [f for r in records for f in r["files"]]
+    return {
+        "tiles": len(records),
+        "by_status": {
+            s: sum(r["status"] == s for r in records) for s in STATUS_COLOURS if any(r["status"] == s for r in records)
+        },
+        "files": len(files),
+        "bytes": sum(f["size"] for f in files),
+        "records": records,
+    }
+
+
+def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_dir: str | Path) -> dict[str, str]:
+    """Write ``manifest.json`` and ``tiles.png`` into ``out_dir``; return their paths."""
+    require_extra("report", feature="The run report's tile map")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    status = {r["tile_id"]: r["status"] for r in manifest["records"]}
+    frame = gpd.GeoDataFrame(
+        [{"tile_id": t["tile_id"], "status": status.get(t["tile_id"], "missing")} for t in tiles],
+        geometry=[shape(t["geometry"]) for t in tiles],
+        crs="EPSG:4326",
+    )
+    fig, ax = plt.subplots(figsize=(8, 8 * max(0.3, min(3.0, _aspect(frame)))))
+    frame.plot(ax=ax, color=[STATUS_COLOURS[s] for s in frame["status"]], edgecolor="white", linewidth=0.5)
+    for _, row in frame.iterrows():
+        c = row.geometry.centroid
+        ax.annotate(row["tile_id"], (c.x, c.y), ha="center", va="center", fontsize=4, color="white", rotation=30)
+    counts = frame["status"].value_counts()
+    ax.legend(
+        handles=[Patch(color=STATUS_COLOURS[s], label=f"{s} ({counts[s]})") for s in STATUS_COLOURS if s in counts],
+        loc="upper left", bbox_to_anchor=(1.01, 1),
+    )  # fmt: skip
+    ax.set_title(f"{len(frame)} tiles: {manifest['files']} files, {manifest['bytes']:,} bytes harvested")
+    ax.tick_params(axis="x", labelrotation=45)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    png_path = out / "tiles.png"
+    fig.savefig(png_path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return {"manifest": str(manifest_path), "map": str(png_path)}
+
+
+def _aspect(frame: gpd.GeoDataFrame) -> float:
+    minx, miny, maxx, maxy = frame.total_bounds
+    return (maxy - miny) / max(maxx - minx, 1e-9)

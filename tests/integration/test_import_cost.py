@@ -1,0 +1,76 @@
+"""Every task process parses its DAG file again, so what the operator modules import at module level
+is paid on every task start of every tile (a tile starts three: export, its resume, harvest).
+The geometry and raster stacks cost ~0.3 CPU-s per start, the Google provider's base hook with
+googleapiclient and aiohttp about as much again; only the tasks that use them load them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "example_dags").glob("*.py"))
+#: loaded only inside the tasks that need them (tiling, stitching, building EE objects, reports,
+#: talking to Google: the resumed half of an export needs none of them)
+HEAVY = (
+    "geopandas", "pandas", "pyproj", "rasterio", "pyogrio", "pyarrow", "ee", "matplotlib", "numpy",
+    "airflow.providers.google.common.hooks.base_google", "googleapiclient", "aiohttp",
+)  # fmt: skip
+OPERATOR_MODULES = (
+    "airflow_provider_gee.get_provider_info",
+    "airflow_provider_gee.operators.export",
+    "airflow_provider_gee.operators.harvest",
+    "airflow_provider_gee.operators.tiling",
+    "airflow_provider_gee.operators.assets",
+    "airflow_provider_gee.operators.stitch",
+    "airflow_provider_gee.sensors.task",
+)
+
+_PROBE = """
+import importlib, json, runpy, sys
+target = sys.argv[1]
+if target.endswith(".py"):
+    runpy.run_path(target)
+else:
+    importlib.import_module(target)
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def heavy_modules_loaded(target: str, tmp_path: Path, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=heavy), target],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_package_loads_no_optional_library(tmp_path: Path) -> None:
+    # psutil (the dev harness), matplotlib ([report]), rasterio ([stitch]): not even Airflow
+    assert heavy_modules_loaded("airflow_provider_gee", tmp_path, (*HEAVY, "psutil", "airflow")) == []
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_parsing_an_example_dag_loads_no_heavy_library(example: Path, tmp_path: Path) -> None:
+    assert heavy_modules_loaded(str(example), tmp_path) == []
+
+
+@pytest.mark.parametrize("module", OPERATOR_MODULES)
+def test_operator_modules_load_no_heavy_library(module: str, tmp_path: Path) -> None:
+    assert heavy_modules_loaded(module, tmp_path) == []
+
+
+def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:
+    # the check above would pass vacuously if the probe could not see modules being loaded
+    assert {"geopandas", "pandas", "pyproj"} <= set(heavy_modules_loaded("airflow_provider_gee.utils.tiling", tmp_path))
+
+
+def test_the_probe_sees_the_google_clients(tmp_path: Path) -> None:
+    loaded = set(heavy_modules_loaded("airflow_provider_gee.hooks.drive", tmp_path))
+    assert {"airflow.providers.google.common.hooks.base_google", "googleapiclient", "aiohttp"} <= loaded
