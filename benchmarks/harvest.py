@@ -4,7 +4,7 @@ Starts ``gee-emulator`` in its own process, seeds one 1 GiB file and 100 files o
 fresh worker processes (so memory figures are the worker's own) measures:
 
 * ``raw``: ``requests`` streaming GET of each file, md5 computed, written to disk;
-* ``harvest``: ``DriveHarvestOperator`` (ranged chunks, md5 + size verified, atomic rename).
+* ``harvest``: ``GeeHarvestOperator`` (ranged chunks, md5 + size verified, atomic rename).
 
 Prints JSON (also written to ``benchmarks/results/harvest.json``): MB/s of each, their ratio
 (target >= 0.7) and peak RSS above the worker's baseline after imports (target < 100 MB).
@@ -38,7 +38,7 @@ def rss_kib() -> int:
 def worker(mode: str, url: str, folder: str, dest: str) -> None:
     """Runs in a fresh process; prints one JSON line."""
     if mode == "harvest":
-        from airflow_provider_gee.operators.harvest import DriveHarvestOperator
+        from airflow_provider_gee.operators.harvest import GeeHarvestOperator
     baseline = rss_kib()
     start = time.perf_counter()
     if mode == "raw":
@@ -58,7 +58,7 @@ def worker(mode: str, url: str, folder: str, dest: str) -> None:
                         total += len(chunk)
             assert digest.hexdigest() == f["md5Checksum"]
     else:
-        manifest = DriveHarvestOperator(
+        manifest = GeeHarvestOperator(
             task_id="bench", destination=dest, folder=folder, delete_after=False, gcp_conn_id="bench"
         ).execute({})
         total = manifest["bytes"]

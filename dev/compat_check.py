@@ -13,8 +13,10 @@ the Airflow it runs. Then, in that virtualenv:
 
 The oldest target installs each dependency at the lower bound ``pyproject.toml`` declares, so
 those bounds are tested too. Airflow's own published constraint files cannot be fetched here
-(package registries only), so Airflow is resolved by pip from its own requirements. Prints one
-JSON line per target and exits non-zero on any failure.
+(package registries only), so Airflow is resolved by pip from its own requirements, except where
+today's newest release of one of Airflow's dependencies breaks that old Airflow: those are pinned
+at the lower bound Airflow itself declares (``AIRFLOW_OWN_PINS``), as its constraints file would.
+Prints one JSON line per target and exits non-zero on any failure.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from gee_emulator import EmulatorConfig, EmulatorServer
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "compat"
 AIRFLOW_DISTS = ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk")
+#: Airflow release -> pins standing in for its constraints file: Airflow 3.1.0 declares
+#: structlog>=25.4.0 but fails to start with structlog 26 (``cannot import name 'Styles'``).
+AIRFLOW_OWN_PINS = {"3.1.0": ("structlog==25.4.0",)}
 
 
 def lower_bounds() -> dict[str, str]:
@@ -94,12 +99,14 @@ def check_target(target: str, wheel: Path, emulator: EmulatorServer) -> dict[str
     if target == "oldest":
         bounds = lower_bounds()
         airflow = bounds.pop("apache-airflow")
-        constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(bounds.items())))
+        pins = [f"{name}=={version}" for name, version in sorted(bounds.items())]
+        constraints.write_text("".join(f"{pin}\n" for pin in (*pins, *AIRFLOW_OWN_PINS.get(airflow, ()))))
     else:
         airflow = pinned("apache-airflow")
         shutil.copy(ROOT / "requirements" / "constraints.txt", constraints)
     # 1. the Airflow a team already runs: only Airflow, resolved on its own
-    run([*pip, f"apache-airflow=={airflow}"] + (["-c", str(constraints)] if target == "newest" else []))
+    own = AIRFLOW_OWN_PINS.get(airflow, ())
+    run([*pip, f"apache-airflow=={airflow}", *own] + (["-c", str(constraints)] if target == "newest" else []))
     before = {d: v for d, v in installed_versions(python).items() if d in AIRFLOW_DISTS}
     # 2. the provider added to it (no extras: a worker that exports and harvests)
     run([*pip, str(wheel), "-c", str(constraints)])

@@ -14,7 +14,7 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from airflow_provider_gee.operators.export import GeeExportOperator
-from airflow_provider_gee.operators.harvest import DriveHarvestOperator
+from airflow_provider_gee.operators.harvest import GeeHarvestOperator
 from airflow_provider_gee.operators.tiling import GridTilesOperator
 
 OUT = sys.argv[1] if len(sys.argv) > 1 and __name__ == "__main__" else "/tmp/gee-compat"
@@ -33,7 +33,7 @@ with DAG(dag_id="gee_compat_check", schedule=None, catchup=False) as dag:
         task_id="export", build=build, folder="gee_compat", file_name_prefix="{tile_id}", scale=200,
         poll_interval=0.5, deferrable=True,
     ).expand(tile=tiles.output)  # fmt: skip
-    DriveHarvestOperator.partial(task_id="harvest", destination=OUT).expand(export_result=exported.output)
+    GeeHarvestOperator.partial(task_id="harvest", destination=OUT).expand(export_result=exported.output)
 
 
 if __name__ == "__main__":

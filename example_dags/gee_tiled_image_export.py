@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_gee.operators.export import GeeExportOperator
-from airflow_provider_gee.operators.harvest import DriveHarvestOperator
+from airflow_provider_gee.operators.harvest import GeeHarvestOperator
 from airflow_provider_gee.operators.stitch import MosaicOperator
 from airflow_provider_gee.operators.tiling import GridTilesOperator
 
@@ -60,7 +60,7 @@ with DAG(
         # a finished tile's files are fetched before more exports are queued (Airflow's default
         # "downstream" weights would favour the exports), so Drive holds little even when Airflow,
         # not EE, is the bottleneck
-        DriveHarvestOperator(
+        GeeHarvestOperator(
             task_id="harvest", export_result=exported.output, gcp_conn_id=CONN_ID,
             priority_weight=10, weight_rule="absolute",
             destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",

@@ -67,6 +67,6 @@ def run_exports(hook: Any, jobs: list[tuple[str, Any, str, str, dict[str, Any]]]
             "tile_id": tile_id, "operation": op["name"], "state": done["state"], "description": args["description"],
             "destination": dest, "destination_uris": done["destination_uris"],
             "file_name_prefix": args.get("fileNamePrefix"), "folder": args.get("folder"), "bucket": args.get("bucket"),
-            "drive_folder_id": drive_folder_id(done["destination_uris"]),
+            "drive_folder_id": drive_folder_id(done["destination_uris"]), "create_time": done["create_time"],
         })  # fmt: skip
     return results

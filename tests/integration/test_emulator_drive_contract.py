@@ -46,7 +46,7 @@ def test_listing_pages_past_one_page_and_filters_by_parent_and_trash(drive, emul
     files = list(drive.iter_files(f"'{folder_id}' in parents and trashed = false", page_size=3))
     assert sorted(f["name"] for f in files) == [f"f{i}.csv" for i in range(7)]
     assert emulator.stats()["requests"]["drive.files.list"] >= 3 + 1
-    assert [f["name"] for f in drive.list_folder(folder_id, prefix="f3")] == ["f3.csv"]
+    assert [f["name"] for f in drive.list_folder(folder_id, export_prefix="f3")] == ["f3.csv"]
 
 
 def test_unknown_query_clause_is_rejected_not_ignored(drive):

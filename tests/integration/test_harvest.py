@@ -159,3 +159,110 @@ def test_cloud_storage_export_is_harvested_with_the_same_guarantees(gee_conn, em
     assert md5(tmp_path / "points.csv") == manifest["files"][0]["md5"]
     assert "system:index" in (tmp_path / "points.csv").read_text()
     assert list(client.list_blobs("gee-out")) == []
+
+
+def test_prefixes_t1_and_t10_in_one_folder_each_harvest_takes_only_its_own(gee_conn, emulator, tmp_path):
+    # EE names an export's files exactly prefix.ext (or its shards): t10.tif is not t1's
+    import ee
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    hook.initialize_ee()
+    jobs = [
+        (tid, ee.Image.constant(i), "image", "drive",
+         {"description": tid, "folder": "shared", "fileNamePrefix": tid, "region": ee.Geometry.Rectangle(BERLIN),
+          "scale": 2000})
+        for i, tid in enumerate(["t1", "t10"])
+    ]  # fmt: skip
+    t1, t10 = run_exports(hook, jobs)
+    first = harvest(gee_conn, tmp_path / "t1", export_result=t1)
+    assert [f["source_name"] for f in first["files"]] == ["t1.tif"]
+    assert emulator.stats()["drive_files"] == 1  # t10.tif is still there, not deleted by t1's harvest
+    second = harvest(gee_conn, tmp_path / "t10", export_result=t10)
+    assert [f["source_name"] for f in second["files"]] == ["t10.tif"]
+    assert emulator.stats()["drive_files"] == 0
+
+
+def test_cloud_storage_prefixes_t1_and_t10_take_only_their_own_objects(gee_conn, emulator, gcs_url, tmp_path):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="p", credentials=AnonymousCredentials())
+    bucket = client.create_bucket("shared-out")
+    for name in ("run/t1.csv", "run/t10.csv", "run/t1-extra.csv", "run/t1-0000000000-0000000000.tif"):
+        bucket.blob(name).upload_from_string(name)
+    manifest = harvest(gee_conn, tmp_path, bucket="shared-out", prefix="run/t1")
+    assert sorted(f["source_name"] for f in manifest["files"]) == ["t1-0000000000-0000000000.tif", "t1.csv"]
+    assert sorted(b.name for b in client.list_blobs("shared-out")) == ["run/t1-extra.csv", "run/t10.csv"]
+
+
+def test_a_file_older_than_the_ee_task_is_not_taken(gee_conn, emulator, tmp_path):
+    # yesterday's file of the same name (Drive allows duplicates) is another export's
+    stale = seed(emulator, "daily", "tile.tif", 500)
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    result = export_result(hook, description="tile", folder="daily", fileNamePrefix="tile", region=BERLIN, scale=2000)
+    manifest = harvest(gee_conn, tmp_path, export_result=result)
+    assert [f["source_name"] for f in manifest["files"]] == ["tile.tif"]
+    assert manifest["files"][0]["source_id"] != stale["id"]
+    drive = emulator.drive.list(None)
+    assert [f.id for f in drive if f.mimeType != "application/vnd.google-apps.folder"] == [stale["id"]]
+
+
+@pytest.mark.emulator(file_dimensions=64, drive_listing_lag_seconds=1.5)
+def test_parts_that_show_over_several_listings_are_all_harvested(gee_conn, emulator, tmp_path):
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    result = export_result(hook, description="lag", folder="lagging", fileNamePrefix="lag", region=BERLIN, scale=60)
+    written = len(result["destination_uris"]) if len(result["destination_uris"]) > 1 else None
+    manifest = DriveHarvestOperator(
+        task_id="h", destination=str(tmp_path), export_result=result, gcp_conn_id=gee_conn, settle_seconds=1.6
+    ).execute({})
+    parts = emulator.stats()["requests"]
+    assert manifest["file_count"] > 4, manifest["file_count"]
+    assert written is None or manifest["file_count"] == written
+    assert emulator.stats()["drive_files"] == 0  # every part harvested: none left behind
+    assert parts["drive.files.list"] >= 2
+
+
+@pytest.mark.parametrize("on_undeletable", ["keep", "trash"])
+def test_a_file_the_identity_may_not_delete_is_kept_and_reported(gee_conn, emulator, tmp_path, on_undeletable):
+    theirs = admin(emulator, "drive/files", {"folder": "theirs", "name": "t.tif", "size": 3000,
+                                              "owner": "colleague@example.com"})  # fmt: skip
+    first = harvest(gee_conn, tmp_path, folder="theirs", prefix="t", on_undeletable=on_undeletable)
+    (entry,) = first["files"]
+    assert md5(tmp_path / "t.tif") == entry["md5"] == theirs["md5Checksum"]
+    assert entry["action"].startswith("downloaded; kept (not deletable: insufficientFilePermissions")
+    assert emulator.stats()["drive_files"] == 1  # still there: not ours to delete (or trash)
+    # a rerun does not fail forever at the same delete: the verified copy is there, the file kept
+    again = harvest(gee_conn, tmp_path, folder="theirs", prefix="t", on_undeletable=on_undeletable)
+    assert again["files"][0]["action"].startswith("already there; kept (not deletable")
+
+
+def test_on_undeletable_fail_fails_after_verifying(gee_conn, emulator, tmp_path):
+    admin(emulator, "drive/files", {"folder": "theirs", "name": "t.tif", "size": 300, "owner": "colleague@example.com"})
+    with pytest.raises(GeeConfigurationError, match="copied and verified but may not be deleted"):
+        harvest(gee_conn, tmp_path, folder="theirs", prefix="t", on_undeletable="fail")
+    assert (tmp_path / "t.tif").exists() and emulator.stats()["drive_files"] == 1
+
+
+def _without_folder_id(result: dict) -> dict:
+    # EE's destinationUris need not carry a Drive folder id: the harvest must find the folder itself
+    return {**result, "drive_folder_id": None, "destination_uris": []}
+
+
+def test_a_folder_name_with_a_slash_is_one_literal_name(gee_conn, emulator, tmp_path):
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    result = export_result(hook, description="lit", folder="2024/q1", fileNamePrefix="lit", region=BERLIN, scale=2000)
+    manifest = harvest(gee_conn, tmp_path, export_result=_without_folder_id(result), wait_timeout=5)
+    assert [f["source_name"] for f in manifest["files"]] == ["lit.tif"]
+    assert emulator.stats()["drive_files"] == 0
+
+
+def test_of_folders_sharing_a_name_the_one_ee_wrote_into_is_harvested(gee_conn, emulator, tmp_path):
+    from airflow_provider_gee.hooks.drive import FOLDER_MIME, DriveHook
+
+    drive = DriveHook(gcp_conn_id=gee_conn).get_conn()
+    for _ in range(2):
+        drive.files().create(body={"name": "dup", "mimeType": FOLDER_MIME}, fields="id").execute()
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    result = export_result(hook, description="d1", folder="dup", fileNamePrefix="d1", region=BERLIN, scale=2000)
+    manifest = harvest(gee_conn, tmp_path, export_result=_without_folder_id(result), wait_timeout=5)
+    assert [f["source_name"] for f in manifest["files"]] == ["d1.tif"]

@@ -19,6 +19,7 @@ from googleapiclient.http import MediaIoBaseDownload
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
 from airflow_provider_gee.utils.checksums import verify_copy
+from airflow_provider_gee.utils.operations import export_file_pattern
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 # Connection failures in the middle of a response body.
@@ -72,11 +73,15 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
             if not token:
                 return
 
-    def list_folder(self, folder_id: str, *, prefix: str | None = None) -> list[dict[str, Any]]:
-        """Files (not sub-folders) directly in a folder, optionally only names starting with ``prefix``."""
+    def list_folder(self, folder_id: str, *, export_prefix: str | None = None) -> list[dict[str, Any]]:
+        """Files (not sub-folders) directly in a folder; with ``export_prefix``, only the files EE
+        names for an export with that ``fileNamePrefix`` (``prefix.ext`` and its shards)."""
         q = f"{quote(folder_id)} in parents and trashed = false and mimeType != {quote(FOLDER_MIME)}"
         files = list(self.iter_files(q))
-        return [f for f in files if prefix is None or f["name"].startswith(prefix)]
+        if export_prefix is None:
+            return files
+        own = export_file_pattern(export_prefix)
+        return [f for f in files if own.fullmatch(f["name"])]
 
     def resolve_folder(self, path: str) -> str:
         """The id of a folder given by name or slash-separated path from My Drive.
@@ -108,6 +113,33 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
                 "Pass folder_id=... or a longer path."
             )
         return candidates[0]["id"]
+
+    def export_folder(self, name: str | None, export_prefix: str) -> str:
+        """The id of the folder EE wrote an export into, from the export's ``folder`` argument.
+
+        EE takes ``folder`` as one literal folder name (a ``/`` is part of the name, not a path),
+        creates it in My Drive if missing, and picks one when several share the name (ee/batch.py,
+        Export.image.toDrive); no folder means My Drive itself. Of several folders of that name,
+        the one holding this export's files is the one EE wrote into.
+        """
+        if not name:
+            return "root"
+        q = f"mimeType = {quote(FOLDER_MIME)} and name = {quote(name)} and trashed = false"
+        candidates = [f["id"] for f in self.iter_files(q, fields="id, name, createdTime")]
+        if len(candidates) > 1:
+            holding = [c for c in candidates if self.list_folder(c, export_prefix=export_prefix)]
+            candidates = holding or candidates
+        if not candidates:
+            raise GeeConfigurationError(
+                f"No Drive folder named {name!r} is visible to connection {self.gcp_conn_id!r}: EE writes an export "
+                "into the folder of that exact name in the Drive of the identity that started it."
+            )
+        if len(candidates) > 1:
+            raise GeeConfigurationError(
+                f"{len(candidates)} Drive folders are named {name!r} and hold files of export {export_prefix!r} "
+                f"(ids: {', '.join(candidates)}): pass folder_id=... to say which to harvest."
+            )
+        return candidates[0]
 
     # ------------------------------------------------------------------ download and delete
 

@@ -501,6 +501,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             "destination": self.destination,
             "destination_uris": op.get("destination_uris", []),
             "eecu_seconds": op.get("eecu_seconds"),
+            "create_time": op.get("create_time"),  # files older than this are not the export's
         }
         if self.destination == "asset":
             result["asset_id"] = self.hook.asset_name(self._fill(self.asset_id) or "")

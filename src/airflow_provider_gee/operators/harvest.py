@@ -1,5 +1,5 @@
-"""DriveHarvestOperator: download an export's files from Drive (or Cloud Storage), verify them,
-and delete the remote copies only then.
+"""GeeHarvestOperator (formerly DriveHarvestOperator): download an export's files from Drive or
+Cloud Storage, verify them, and delete the remote copies only then.
 
 Every file is streamed in chunks to a temporary name (memory does not grow with file size), its
 size and md5 are checked against what Drive/GCS report, it is renamed into place atomically, and
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import threading
@@ -19,6 +20,7 @@ import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from airflow.sdk import Context, ObjectStoragePath
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.checksums import md5_file, verify_copy
+from airflow_provider_gee.utils.operations import export_file_pattern
 from airflow_provider_gee.utils.storage import target_dir, upload_verified
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 #: ``prefix-YYYYYYYYYY-XXXXXXXXXX.tif``: one part of a GeoTIFF export EE split by pixel offsets.
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
 MAX_NAME_BYTES = 200
+UNDELETABLE_ACTIONS = ("keep", "trash", "fail")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:]")
 
 
@@ -66,6 +70,11 @@ class RemoteFile:
     name: str  # title (Drive) or object base name (GCS)
     size: int
     md5: str | None  # hex
+    created: datetime | None = None  # when the source created it
+
+
+def _rfc3339(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 class _DriveSource:
@@ -88,8 +97,13 @@ class _DriveSource:
         return self._local.hook
 
     def list(self) -> list[RemoteFile]:
-        files = self.hook.list_folder(self.folder_id, prefix=self.prefix)
-        return [RemoteFile(f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum")) for f in files]
+        files = self.hook.list_folder(self.folder_id, export_prefix=self.prefix)
+        return [
+            RemoteFile(f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"), _rfc3339(f["createdTime"]))
+            if f.get("createdTime")
+            else RemoteFile(f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"))
+            for f in files
+        ]
 
     def download(self, f: RemoteFile, target: Path, chunk_size: int) -> str:
         return self.hook.download_verified(
@@ -99,8 +113,27 @@ class _DriveSource:
     def delete(self, f: RemoteFile) -> None:
         self.hook.delete_file(f.id)
 
+    def trash(self, f: RemoteFile) -> None:
+        self.hook.get_conn().files().update(fileId=f.id, body={"trashed": True}, supportsAllDrives=True).execute(
+            num_retries=self.hook.num_retries
+        )
+
+    @staticmethod
+    def refusal(exc: Exception) -> str | None:
+        """Drive's message when it refuses this identity the file (403 other than a rate limit)."""
+        from googleapiclient.errors import HttpError
+
+        if not isinstance(exc, HttpError) or exc.resp.status != 403:
+            return None
+        try:
+            error = json.loads(exc.content)["error"]
+            reason = (error.get("errors") or [{}])[0].get("reason", "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return None if "RateLimit" in reason or "rateLimit" in reason else f"{reason}: {error.get('message')}"
+
     def where(self) -> str:
-        return f"Drive folder {self.folder_id} (prefix {self.prefix!r})"
+        return f"Drive folder {self.folder_id} (export {self.prefix!r})"
 
 
 class _GcsSource:
@@ -120,10 +153,14 @@ class _GcsSource:
             return self.hook.get_conn().bucket(self.bucket)
 
     def list(self) -> list[RemoteFile]:
+        own = export_file_pattern(self.prefix) if self.prefix else None
         out = []
         for blob in self.hook.get_conn().list_blobs(self.bucket, prefix=self.prefix):
+            if own is not None and not own.fullmatch(blob.name):
+                continue  # another export's object that merely shares the beginning of the name
             md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
-            out.append(RemoteFile(blob.name, blob.name.rsplit("/", 1)[-1], int(blob.size or 0), md5))
+            name = blob.name.rsplit("/", 1)[-1]
+            out.append(RemoteFile(blob.name, name, int(blob.size or 0), md5, blob.time_created))
         return out
 
     def download(self, f: RemoteFile, target: Path, chunk_size: int) -> str:
@@ -141,19 +178,32 @@ class _GcsSource:
     def delete(self, f: RemoteFile) -> None:
         self._bucket().blob(f.id).delete()
 
+    def trash(self, f: RemoteFile) -> None:
+        raise GeeConfigurationError("Cloud Storage has no trash: use on_undeletable='keep' or 'fail'.")
+
+    @staticmethod
+    def refusal(exc: Exception) -> str | None:
+        """Cloud Storage's message when it refuses this identity the delete (403)."""
+        from google.api_core.exceptions import Forbidden
+
+        return f"403: {exc.message}" if isinstance(exc, Forbidden) else None
+
     def where(self) -> str:
         return f"gs://{self.bucket}/{self.prefix}"
 
 
-class DriveHarvestOperator(GeeBaseOperator):
-    """Download an export's files, verify them (size + md5), then delete them at the source.
+class GeeHarvestOperator(GeeBaseOperator):
+    """Download an export's files from Drive or Cloud Storage, verify them (size + md5), then
+    delete them at the source.
 
     :param export_result: a ``GeeExportOperator`` result (map over its ``.output``): gives the
         destination (Drive folder or GCS bucket), the file prefix and the tile id.
     :param folder: Drive folder name or path (templated), resolved through the Drive API; an
         ambiguous name is an error listing the candidates.
     :param folder_id: Drive folder id (templated), instead of ``folder``.
-    :param prefix: only files whose names start with this (templated).
+    :param prefix: the export's ``fileNamePrefix`` (templated; default: the export result's): only
+        the files EE names for it are taken, ``prefix.ext`` and its parts
+        ``prefix-RRRRRRRRRR-CCCCCCCCCC.ext``, never another file that merely starts with it.
     :param bucket: Cloud Storage bucket (templated): harvest ``gs://bucket/prefix`` instead of Drive.
     :param destination: a local directory or an ``ObjectStoragePath`` URL (``file://``, ``gs://``,
         ``s3://``, ...) (templated).
@@ -161,6 +211,12 @@ class DriveHarvestOperator(GeeBaseOperator):
     :param max_parallel: files downloaded at once.
     :param chunk_size: bytes per ranged request.
     :param wait_timeout: seconds to wait (with backoff) for the files of a finished export to appear.
+    :param settle_seconds: a sharded export's parts may appear over several listings: list again
+        after this long until two listings agree.
+    :param on_undeletable: what to do when the source refuses to delete a verified file (another
+        owner; a shared drive where this identity is not a manager): ``"keep"`` (default: keep it,
+        record ``kept (not deletable: ...)`` in the manifest, warn), ``"trash"`` (Drive: move it to
+        the trash instead, else keep it) or ``"fail"``.
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.
     """
@@ -184,6 +240,8 @@ class DriveHarvestOperator(GeeBaseOperator):
         max_parallel: int = 4,
         chunk_size: int = 8 << 20,
         wait_timeout: float = 300.0,
+        settle_seconds: float = 2.0,
+        on_undeletable: str = "keep",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -197,6 +255,12 @@ class DriveHarvestOperator(GeeBaseOperator):
         self.max_parallel = max_parallel
         self.chunk_size = chunk_size
         self.wait_timeout = wait_timeout
+        self.settle_seconds = settle_seconds
+        if on_undeletable not in UNDELETABLE_ACTIONS:
+            raise GeeConfigurationError(
+                f"on_undeletable={on_undeletable!r}: use one of {', '.join(UNDELETABLE_ACTIONS)}."
+            )
+        self.on_undeletable = on_undeletable
 
     # ------------------------------------------------------------------ setup
 
@@ -217,13 +281,14 @@ class DriveHarvestOperator(GeeBaseOperator):
             return _GcsSource(self.gcp_conn_id, self.impersonation_chain, bucket, prefix)
         folder_id = self.folder_id or result.get("drive_folder_id")
         drive = _DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id or "", prefix)
-        if not folder_id:
-            folder = self.folder or result.get("folder")
-            if not folder:
-                raise GeeConfigurationError(
-                    "Say where to harvest from: folder=..., folder_id=... or export_result=...."
-                )
-            drive.folder_id = drive.hook.resolve_folder(folder)
+        if folder_id:
+            return drive
+        if self.folder:  # the user's own folder name or path
+            drive.folder_id = drive.hook.resolve_folder(self.folder)
+        elif result:  # where EE wrote (its destination URI carried no folder id)
+            drive.folder_id = drive.hook.export_folder(result.get("folder"), prefix or "")
+        else:
+            raise GeeConfigurationError("Say where to harvest from: folder=..., folder_id=... or export_result=....")
         return drive
 
     # ------------------------------------------------------------------ run
@@ -256,21 +321,49 @@ class DriveHarvestOperator(GeeBaseOperator):
         return self._manifest(entries, source)
 
     def _wait_for_files(self, source: _DriveSource | _GcsSource) -> list[RemoteFile]:
-        """Files of a finished export may take a moment to show: poll with backoff, bounded."""
+        """The export's files, once listed completely.
+
+        Files of a finished export may take a moment to show (poll with backoff, bounded), and the
+        parts of a sharded export may show over several listings: list again after
+        ``settle_seconds`` until two listings agree. Files older than the EE task are an earlier
+        export's of the same name, not this one's.
+        """
         deadline = time.monotonic() + self.wait_timeout
         delay = 1.0
+        previous: list[str] | None = None
         while True:
-            files = source.list()
-            if files or not self.export_result:
+            files = self._own_files(source.list())
+            names = sorted(f.id for f in files)
+            sharded = any(SHARD_RE.match(f.name) for f in files)
+            if (files and (not sharded or names == previous)) or (not files and not self.export_result):
                 return sorted(files, key=lambda f: (f.name, f.id))
-            if time.monotonic() + delay > deadline:
+            wait = self.settle_seconds if files else delay
+            if time.monotonic() + wait > deadline:
+                what = "no file" if not files else f"the parts still changed ({len(files)} listed)"
                 raise GeeConfigurationError(
-                    f"No file of export {self.export_result.get('description')!r} appeared in {source.where()} "
-                    f"within {self.wait_timeout} s."
+                    f"Export {(self.export_result or {}).get('description')!r}: {what} in {source.where()} "
+                    f"after {self.wait_timeout} s; raise wait_timeout if its files take longer to appear."
                 )
-            self.log.info("No file in %s yet; checking again in %.0f s", source.where(), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            if files:
+                self.log.info("%d parts of a sharded export listed; listing again in %.0f s", len(files), wait)
+            else:
+                self.log.info("No file in %s yet; checking again in %.0f s", source.where(), wait)
+                delay = min(delay * 2, 30.0)
+            previous = names
+            time.sleep(wait)
+
+    def _own_files(self, files: list[RemoteFile]) -> list[RemoteFile]:
+        """Drop files created before the EE task (an earlier export's, same names)."""
+        started = _rfc3339((self.export_result or {}).get("create_time"))
+        if started is None:
+            return files
+        stale = [f for f in files if f.created is not None and f.created < started]
+        if stale:
+            self.log.warning(
+                "Leaving %d file(s) older than the EE task (another export's of the same name): %s",
+                len(stale), ", ".join(f.name for f in stale[:5]),
+            )  # fmt: skip
+        return [f for f in files if f not in stale]
 
     @staticmethod
     def _plan_names(files: list[RemoteFile]) -> dict[str, str]:
@@ -305,7 +398,7 @@ class DriveHarvestOperator(GeeBaseOperator):
         if remote is not None:
             location = upload_verified(target, remote / name)
         if self.delete_after:
-            source.delete(f)  # only now: the copy is verified
+            action = self._delete_source(source, f, action)  # only now: the copy is verified
         entry: dict[str, Any] = {
             "name": name, "source_name": f.name, "path": location, "size": f.size, "md5": md5,
             "source_id": f.id, "action": action,
@@ -314,6 +407,30 @@ class DriveHarvestOperator(GeeBaseOperator):
         if shard:
             entry["shard"] = {"export": shard["prefix"], "row": int(shard["row"]), "col": int(shard["col"])}
         return entry
+
+    def _delete_source(self, source: _DriveSource | _GcsSource, f: RemoteFile, action: str) -> str:
+        """Delete the verified file at the source; a refusal keeps it (or trashes it), recorded."""
+        try:
+            source.delete(f)
+            return action
+        except Exception as exc:
+            refusal = source.refusal(exc)
+            if refusal is None:
+                raise  # not a refusal (a transient error after the client's retries): retry the task
+            if self.on_undeletable == "fail":
+                raise GeeConfigurationError(
+                    f"{f.name} was copied and verified but may not be deleted at the source ({refusal}); "
+                    "on_undeletable='keep' keeps such files and records them."
+                ) from exc
+            if self.on_undeletable == "trash":
+                try:
+                    source.trash(f)
+                    return f"{action}; trashed (not deletable: {refusal})"
+                except Exception as trash_exc:
+                    if source.refusal(trash_exc) is None and not isinstance(trash_exc, GeeConfigurationError):
+                        raise
+            self.log.warning("Keeping %s at the source, verified but not deletable: %s", f.name, refusal)
+            return f"{action}; kept (not deletable: {refusal})"
 
     def _manifest(self, entries: list[dict[str, Any]], source: _DriveSource | _GcsSource) -> dict[str, Any]:
         result = self.export_result or {}
@@ -334,3 +451,8 @@ class DriveHarvestOperator(GeeBaseOperator):
             "file_count": len(entries),
             "bytes": sum(e["size"] for e in entries),
         }
+
+
+class DriveHarvestOperator(GeeHarvestOperator):
+    """The first name of :class:`GeeHarvestOperator`, kept for existing DAGs: it harvests Cloud
+    Storage exports too, so new DAGs use ``GeeHarvestOperator``."""

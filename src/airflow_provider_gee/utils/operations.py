@@ -8,6 +8,7 @@ only by the tasks that talk to Google.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 EXPORT_KINDS: tuple[str, ...] = ("image", "table")
@@ -18,6 +19,17 @@ ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING"})
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 #: Listing pages (500 operations each, newest first) read to count EE's queue.
 QUEUE_PAGES = 2
+
+
+def export_file_pattern(prefix: str) -> re.Pattern[str]:
+    """The names EE gives the files of an export with ``fileNamePrefix=prefix``, and no others.
+
+    EE writes ``prefix.ext`` (``.tif``, ``.csv``, ``.geojson``, ``.tfrecord.gz``, ...) or, for a
+    GeoTIFF split into parts, ``prefix-RRRRRRRRRR-CCCCCCCCCC.ext`` (pixel row and column offsets,
+    ten digits each; see docs/emulator.md for the sources). A name that merely starts with the
+    prefix (``t10.tif`` for prefix ``t1``) belongs to another export.
+    """
+    return re.compile(rf"{re.escape(prefix)}(?:-\d{{10}}-\d{{10}})?(?:\.[A-Za-z0-9]+){{1,2}}")
 
 
 def count_active(operations: list[dict[str, Any]]) -> int:

@@ -51,7 +51,7 @@ class TileFile:
 def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
     """The files with one of ``suffixes`` listed by harvest results, in the given order.
 
-    :param manifests: one ``DriveHarvestOperator`` result, or a list of them (a mapped harvest's
+    :param manifests: one ``GeeHarvestOperator`` result, or a list of them (a mapped harvest's
         results; ``None`` entries, from tiles that produced nothing, are skipped), or a list of paths.
     """
     if isinstance(manifests, dict | str | os.PathLike):

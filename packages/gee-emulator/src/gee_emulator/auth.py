@@ -54,7 +54,7 @@ class TokenAuthority:
     def __init__(self, audience: str) -> None:
         self.audience = audience
         self._public_keys: dict[str, Any] = {}
-        self._tokens: dict[str, float] = {}
+        self._tokens: dict[str, tuple[float, str]] = {}  # token -> (expiry, identity's e-mail)
         self._lock = threading.Lock()
 
     def trust(self, key: dict[str, str]) -> None:
@@ -95,12 +95,16 @@ class TokenAuthority:
                 raise ValueError("invalid_grant: bad signature") from exc
         token = "emu-" + secrets.token_urlsafe(24)
         with self._lock:
-            self._tokens[token] = time.time() + 3600
+            self._tokens[token] = (time.time() + 3600, str(claims.get("iss") or ""))
         return {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
 
     def valid(self, authorization: str | None) -> bool:
+        return self.identity(authorization) is not None
+
+    def identity(self, authorization: str | None) -> str | None:
+        """The e-mail of the identity a valid bearer token was issued to (``None``: no valid token)."""
         if not authorization or not authorization.startswith("Bearer "):
-            return False
+            return None
         with self._lock:
-            expiry = self._tokens.get(authorization[len("Bearer ") :])
-        return expiry is not None and expiry > time.time()
+            expiry, email = self._tokens.get(authorization[len("Bearer ") :], (0.0, ""))
+        return email if expiry > time.time() else None

@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="GeoTIFF exports wider or taller than this are split into parts (default 4096)",
     )
+    p.add_argument(
+        "--drive-listing-lag-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="new Drive files show in listings only after up to S seconds each (default 0: at once)",
+    )
     p.add_argument("--gcs-url", default=None, help="Cloud Storage (emulator) endpoint for exports to Cloud Storage")
     p.add_argument("--state-dir", default=None, help="keep operations, assets and Drive files here across restarts")
     p.add_argument(
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         ee_concurrency=args.ee_concurrency,
         task_seconds=args.task_seconds,
         drive_quota_bytes=args.drive_quota_bytes,
+        drive_listing_lag_seconds=args.drive_listing_lag_seconds,
         file_dimensions=args.file_dimensions,
         gcs_url=args.gcs_url,
     )

@@ -11,6 +11,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,13 @@ class DriveFile:
     size: str | None = None
     md5Checksum: str | None = None
     trashed: bool = False
+    # the e-mail of the identity that created it (EE writes Drive exports as the caller); None: anyone
+    owner: str | None = None
 
     def resource(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None and k != "owner"}
+        if self.owner:
+            out["owners"] = [{"kind": "drive#user", "emailAddress": self.owner}]
         out["kind"] = "drive#file"
         return out
 
@@ -149,12 +154,19 @@ class DriveStore:
     """Thread-safe Drive state. File bytes live in ``blob_dir``.
 
     :param quota_bytes: storage limit; ``None`` for unlimited.
+    :param listing_lag_seconds: a new file shows in ``files.list`` only after a delay drawn
+        uniformly from 0 to this (per file, so the parts of one export appear over several
+        listings); reading it by id works at once. Drive's search is eventually consistent, by an
+        undocumented delay, so this is a switch (0, the default, lists every file at once).
     """
 
-    def __init__(self, blob_dir: Path, quota_bytes: int | None) -> None:
+    def __init__(self, blob_dir: Path, quota_bytes: int | None, listing_lag_seconds: float = 0.0) -> None:
         self.blob_dir = blob_dir
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.quota_bytes = quota_bytes
+        self.listing_lag_seconds = listing_lag_seconds
+        self._listed_from: dict[str, float] = {}  # file id -> time.monotonic() it becomes listable
+        self._lag_rng = random.Random(0)
         self.files: dict[str, DriveFile] = {}
         self.lock = threading.RLock()
         self.peak_bytes = 0
@@ -165,6 +177,7 @@ class DriveStore:
             for f in list(self.files.values()):
                 self.blob_path(f.id).unlink(missing_ok=True)
             self.files = {ROOT_ID: DriveFile(ROOT_ID, "My Drive", FOLDER_MIME, [])}
+            self._listed_from.clear()
             self.peak_bytes = 0
 
     def blob_path(self, file_id: str) -> Path:
@@ -185,8 +198,13 @@ class DriveStore:
 
     def list(self, q: str | None) -> list[DriveFile]:
         clauses = parse_query(q or "")
+        now = time.monotonic()
         with self.lock:
-            found = [f for f in self.files.values() if f.id != ROOT_ID and _matches(f, clauses)]
+            found = [
+                f
+                for f in self.files.values()
+                if f.id != ROOT_ID and self._listed_from.get(f.id, 0.0) <= now and _matches(f, clauses)
+            ]
         return sorted(found, key=lambda f: (f.createdTime, f.id))
 
     def create_folder(self, name: str, parent: str = ROOT_ID) -> DriveFile:
@@ -207,9 +225,11 @@ class DriveStore:
                     return f
             return self.create_folder(name)
 
-    def add_files(self, parent_id: str, sources: list[tuple[str, Path, str]]) -> list[DriveFile]:
-        """Move finished files (name, temp path, mimeType) into the folder, all or none:
-        exceeding the quota raises :class:`QuotaExceeded` and adds nothing."""
+    def add_files(
+        self, parent_id: str, sources: list[tuple[str, Path, str]], owner: str | None = None
+    ) -> list[DriveFile]:
+        """Move finished files (name, temp path, mimeType) into the folder, all or none, owned by
+        ``owner``: exceeding the quota raises :class:`QuotaExceeded` and adds nothing."""
         sizes = [p.stat().st_size for _, p, _ in sources]
         with self.lock:
             used = self.used_bytes
@@ -217,15 +237,25 @@ class DriveStore:
                 raise QuotaExceeded(sum(sizes), max(0, self.quota_bytes - used))
             added = []
             for (name, path, mime), size in zip(sources, sizes, strict=True):
-                f = DriveFile(new_id(), name, mime, [parent_id], size=str(size), md5Checksum=md5_file(path))
+                f = DriveFile(
+                    new_id(), name, mime, [parent_id], size=str(size), md5Checksum=md5_file(path), owner=owner
+                )
                 shutil.move(str(path), self.blob_path(f.id))
                 self.files[f.id] = f
+                if self.listing_lag_seconds > 0:
+                    self._listed_from[f.id] = time.monotonic() + self._lag_rng.uniform(0, self.listing_lag_seconds)
                 added.append(f)
             self.peak_bytes = max(self.peak_bytes, used + sum(sizes))
             return added
 
     def seed_file(
-        self, parent_id: str, name: str, size: int, seed: int = 0, mime: str = "application/octet-stream"
+        self,
+        parent_id: str,
+        name: str,
+        size: int,
+        seed: int = 0,
+        mime: str = "application/octet-stream",
+        owner: str | None = None,
     ) -> DriveFile:
         """A file of ``size`` pseudo-random bytes (for tests and benchmarks), written in chunks."""
         tmp = self.blob_dir / f"seed-{new_id()}"
@@ -236,22 +266,38 @@ class DriveStore:
                 n = min(left, 1 << 20)
                 fh.write(rng.randbytes(n))
                 left -= n
-        return self.add_files(parent_id, [(name, tmp, mime)])[0]
+        return self.add_files(parent_id, [(name, tmp, mime)], owner=owner)[0]
 
-    def delete(self, file_id: str) -> None:
+    def delete(self, file_id: str, caller: str | None = None) -> None:
+        """Delete for good. Only the owner may (Drive API ``files.delete``: "Permanently deletes a
+        file owned by the user"); others get Drive's 403 ``insufficientFilePermissions``."""
         with self.lock:
             f = self.get(file_id)
             if f.id == ROOT_ID:
                 raise DriveError(403, "The root folder cannot be deleted.", "insufficientPermissions")
+            if f.owner and caller and caller != f.owner:
+                raise DriveError(
+                    403,
+                    f"The user does not have sufficient permissions for file {file_id}.",
+                    "insufficientFilePermissions",
+                )
             children = [c for c in self.files.values() if f.id in c.parents]
             for child in children:
                 self.delete(child.id)
             del self.files[f.id]
             self.blob_path(f.id).unlink(missing_ok=True)
 
-    def update(self, file_id: str, changes: dict[str, Any]) -> DriveFile:
+    def update(self, file_id: str, changes: dict[str, Any], caller: str | None = None) -> DriveFile:
+        """Rename or (un)trash. In My Drive only the owner may trash a file (Drive Help, "Delete
+        and restore files"); the emulator has no shared drives, so others get the same 403."""
         with self.lock:
             f = self.get(file_id)
+            if "trashed" in changes and f.owner and caller and caller != f.owner:
+                raise DriveError(
+                    403,
+                    f"The user does not have sufficient permissions for file {file_id}.",
+                    "insufficientFilePermissions",
+                )
             if "name" in changes:
                 f.name = str(changes["name"])
             if "trashed" in changes:

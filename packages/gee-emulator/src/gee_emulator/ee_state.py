@@ -68,6 +68,7 @@ class Operation:
     error: dict[str, Any] | None = None
     cancel_requested: bool = False
     seq: int = 0
+    caller: str | None = None  # the identity that submitted it: EE writes its Drive files as the caller
 
     @property
     def name(self) -> str:
@@ -94,6 +95,7 @@ class EmulatorConfig:
     ee_concurrency: int = 2
     task_seconds: float = 1.0
     drive_quota_bytes: int | None = None
+    drive_listing_lag_seconds: float = 0.0
     file_dimensions: int = 4096
     gcs_url: str | None = None
 
@@ -137,7 +139,7 @@ class EarthEngineState:
     def in_flight(self) -> int:
         return sum(1 for op in self.operations.values() if op.state in ACTIVE)
 
-    def submit_export(self, project: str, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def submit_export(self, project: str, kind: str, body: dict[str, Any], caller: str | None = None) -> dict[str, Any]:
         request_id = body.get("requestId")
         if request_id is not None and not REQUEST_ID_RE.match(str(request_id)):
             raise ApiError(
@@ -168,6 +170,7 @@ class EarthEngineState:
                 kind=kind,
                 body=body,
                 seq=self._seq,
+                caller=caller,
                 metadata={
                     "@type": "type.googleapis.com/google.earthengine.v1.OperationMetadata",
                     "state": "PENDING",
@@ -342,7 +345,7 @@ class EarthEngineState:
             with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
                 prefix = self._prefix(op, file_opts)
                 paths = outputs.write_geotiffs(image, grid, Path(tmp), prefix.rsplit("/", 1)[-1], shard)
-                return self._deliver(file_opts, prefix, paths, "image/tiff"), eecu
+                return self._deliver(op, file_opts, prefix, paths, "image/tiff"), eecu
         collection = value if isinstance(value, FeatureCollection) else None
         if collection is None:
             raise EvaluationError("Export.table: the expression is not a FeatureCollection.")
@@ -359,17 +362,19 @@ class EarthEngineState:
             selectors = op.body.get("selectors")
             paths = outputs.write_table(collection, Path(tmp), prefix.rsplit("/", 1)[-1], fmt, selectors)
             mime = "text/csv" if fmt.upper() == "CSV" else "application/geo+json"
-            return self._deliver(file_opts, prefix, paths, mime), eecu
+            return self._deliver(op, file_opts, prefix, paths, mime), eecu
 
     @staticmethod
     def _prefix(op: Operation, file_opts: dict[str, Any]) -> str:
         dest = file_opts.get("driveDestination") or file_opts.get("cloudStorageDestination") or {}
         return str(dest.get("filenamePrefix") or op.metadata["description"])
 
-    def _deliver(self, file_opts: dict[str, Any], prefix: str, paths: list[Path], mime: str) -> list[str]:
+    def _deliver(
+        self, op: Operation, file_opts: dict[str, Any], prefix: str, paths: list[Path], mime: str
+    ) -> list[str]:
         if "driveDestination" in file_opts:
             folder = self.drive.folder_for_export(file_opts["driveDestination"].get("folder"))
-            self.drive.add_files(folder.id, [(p.name, p, mime) for p in paths])
+            self.drive.add_files(folder.id, [(p.name, p, mime) for p in paths], owner=op.caller)
             return [f"https://drive.google.com/#folders/{folder.id}"]
         dest = file_opts.get("cloudStorageDestination")
         if dest is None:
@@ -525,6 +530,7 @@ class EarthEngineState:
                         "done": op.done,
                         "error": op.error,
                         "seq": op.seq,
+                        "caller": op.caller,
                     }
                     for op in self.operations.values()
                 ],
@@ -546,6 +552,7 @@ class EarthEngineState:
                     d["done"],
                     d["error"],
                     seq=d["seq"],
+                    caller=d.get("caller"),
                 )
                 if not op.done:  # interrupted by the restart: queue again, as EE retries tasks
                     op.metadata.update(state="PENDING", progress=0.0)

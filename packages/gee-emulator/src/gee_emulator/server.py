@@ -87,7 +87,9 @@ class EmulatorServer:
         self.state_dir = Path(state_dir) if state_dir else Path(self._tmp.name)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.faults = FaultInjector()
-        self.drive = DriveStore(self.state_dir / "blobs", self.config.drive_quota_bytes)
+        self.drive = DriveStore(
+            self.state_dir / "blobs", self.config.drive_quota_bytes, self.config.drive_listing_lag_seconds
+        )
         work = self.state_dir / "work"
         work.mkdir(exist_ok=True)
         self.ee = EarthEngineState(self.config, self.drive, self.faults, work)
@@ -218,6 +220,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     @property
     def emu(self) -> EmulatorServer:
         return self.server.emulator
+
+    @property
+    def caller(self) -> str | None:
+        """The identity (e-mail) of the request's bearer token, if it carries a valid one."""
+        return self.emu.auth.identity(self.headers.get("Authorization"))
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -365,7 +372,7 @@ def _algorithms_list(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 def _export(h: _RequestHandler, m: re.Match[str]) -> None:
-    h.send_json(200, h.emu.ee.submit_export(m["project"], m["kind"], h.json_body()))
+    h.send_json(200, h.emu.ee.submit_export(m["project"], m["kind"], h.json_body(), caller=h.caller))
 
 
 for _kind in ("image", "table"):
@@ -532,13 +539,13 @@ def _download(h: _RequestHandler, file_id: str, name: str, total: int) -> None:
 
 @route("DELETE", _DRIVE + r"/files/(?P<id>[^/]+)", "drive.files.delete")
 def _drive_delete(h: _RequestHandler, m: re.Match[str]) -> None:
-    h.emu.drive.delete(m["id"])
+    h.emu.drive.delete(m["id"], caller=h.caller)
     h.send_empty(204)
 
 
 @route("PATCH", _DRIVE + r"/files/(?P<id>[^/]+)", "drive.files.update")
 def _drive_update(h: _RequestHandler, m: re.Match[str]) -> None:
-    h.send_json(200, h.emu.drive.update(m["id"], h.json_body()).resource())
+    h.send_json(200, h.emu.drive.update(m["id"], h.json_body(), caller=h.caller).resource())
 
 
 @route("GET", _DRIVE + r"/about", "drive.about")
@@ -622,6 +629,8 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
     if "drive_quota_bytes" in body:
         quota = body["drive_quota_bytes"]
         h.emu.drive.quota_bytes = None if quota is None else int(quota)
+    if "drive_listing_lag_seconds" in body:
+        h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
     h.emu.ee._schedule()
     h.send_json(
         200,
@@ -629,6 +638,7 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
             "ee_concurrency": cfg.ee_concurrency,
             "task_seconds": cfg.task_seconds,
             "drive_quota_bytes": h.emu.drive.quota_bytes,
+            "drive_listing_lag_seconds": h.emu.drive.listing_lag_seconds,
         },
     )
 
@@ -636,15 +646,17 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
 @route("POST", r"/_emulator/drive/files", "admin.drive.seed")
 def _drive_seed(h: _RequestHandler, m: re.Match[str]) -> None:
     """Seed a Drive file: ``{"folder": name, "name": ..., "size": N, "seed": s}``, or ``"content"``
-    (text) instead of size."""
+    (text) instead of size; ``"owner": "someone@example.com"`` makes it another identity's."""
     body = h.json_body()
     folder = h.emu.drive.folder_for_export(body.get("folder"))
     if "content" in body:
         tmp = h.emu.drive.blob_dir / f"seed-{time.monotonic_ns()}"
         tmp.write_bytes(str(body["content"]).encode())
-        f = h.emu.drive.add_files(folder.id, [(str(body["name"]), tmp, body.get("mimeType", "text/plain"))])[0]
+        mime = body.get("mimeType", "text/plain")
+        f = h.emu.drive.add_files(folder.id, [(str(body["name"]), tmp, mime)], owner=body.get("owner"))[0]
     else:
-        f = h.emu.drive.seed_file(folder.id, str(body["name"]), int(body["size"]), int(body.get("seed", 0)))
+        size, seed = int(body["size"]), int(body.get("seed", 0))
+        f = h.emu.drive.seed_file(folder.id, str(body["name"]), size, seed, owner=body.get("owner"))
     h.send_json(200, f.resource())
 
 
