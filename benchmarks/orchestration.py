@@ -153,7 +153,11 @@ def run_loop(args: argparse.Namespace, emulator_args: dict[str, Any], work: Path
 
     tiles = grid_tiles(REGION, CELL)
     sleep_seconds = 60 * args.task_seconds / args.real_task_seconds
-    with emulator_process(emulator_args) as (url, conn):
+    # the notebook's own loop exports to Drive with the key in the connection: give that service
+    # account Drive storage, as an account from before 2025 still had (the Airflow side uses a
+    # person's credentials, see dev/demo.py run_example)
+    loop_args = {**emulator_args, "service-account-drive-quota-bytes": 10**12}
+    with emulator_process(loop_args) as (url, conn):
         started = manual_loop(conn, tiles, sleep_seconds, work / "loop-harvest")
         loop_end = time.time()
         # the notebook has ended; EE keeps running what was submitted
@@ -183,7 +187,7 @@ def run_dag(args: argparse.Namespace, emulator_args: dict[str, Any], work: Path)
         ROOT / "example_dags" / "gee_tiled_image_export.py",
         "gee_tiled_image_export",
         {"region": REGION, "cell_size": CELL, "scale": SCALE, "folder": FOLDER,
-         "destination": str(out / "harvest"), "report_dir": str(out / "report")},
+         "output": str(out / "harvest"), "report_dir": str(out / "report")},
         emulator_args,
     )  # fmt: skip
     exports = [ti for ti in run["task_instances"] if ti["task_id"] == "tile_pipeline.export"]

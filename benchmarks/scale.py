@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "example_dags" / "gee_tiled_image_export.py",
         "gee_tiled_image_export",
         {"region": region_for(args.tiles), "cell_size": CELL, "folder": "gee_b5",
-         "destination": str(out / "harvest"), "report_dir": str(out / "report")},
+         "output": str(out / "harvest"), "report_dir": str(out / "report")},
         {"ee-concurrency": 10, "task-seconds": args.task_seconds},
         pools={"gee_tasks": args.pool},
         env=env,

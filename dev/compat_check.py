@@ -89,11 +89,14 @@ def installed_versions(python: Path) -> dict[str, str]:
     return {p["name"].lower(): p["version"] for p in json.loads(out)}
 
 
-def check_target(target: str, wheel: Path, emulator: EmulatorServer) -> dict[str, object]:
+def check_target(target: str, wheel: Path, emulator: EmulatorServer, reuse: bool = False) -> dict[str, object]:
     venv = WORK / target
+    python = venv / "bin" / "python"
+    if reuse and python.exists():  # development only: keep the installed Airflow, replace the wheel
+        run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", str(wheel)])
+        return _check_installed(target, venv, python, installed_versions(python), emulator)
     shutil.rmtree(venv, ignore_errors=True)
     run([sys.executable, "-m", "venv", str(venv)])
-    python = venv / "bin" / "python"
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     constraints = WORK / f"{target}-constraints.txt"
     if target == "oldest":
@@ -110,7 +113,14 @@ def check_target(target: str, wheel: Path, emulator: EmulatorServer) -> dict[str
     before = {d: v for d, v in installed_versions(python).items() if d in AIRFLOW_DISTS}
     # 2. the provider added to it (no extras: a worker that exports and harvests)
     run([*pip, str(wheel), "-c", str(constraints)])
+    return _check_installed(target, venv, python, before, emulator)
+
+
+def _check_installed(
+    target: str, venv: Path, python: Path, before: dict[str, str], emulator: EmulatorServer
+) -> dict[str, object]:
     versions = installed_versions(python)
+    before = {d: v for d, v in before.items() if d in AIRFLOW_DISTS}
     after = {d: versions.get(d) for d in AIRFLOW_DISTS}
     home = Path(tempfile.mkdtemp(prefix=f"gee-compat-{target}-"))
     dags = home / "dags"
@@ -176,6 +186,9 @@ def failures(report: dict[str, object]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", default=["oldest", "newest"], choices=["oldest", "newest"])
+    parser.add_argument(
+        "--reuse", action="store_true", help="development: reuse existing virtualenvs, only replace the wheel"
+    )
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel()
@@ -184,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = bool(problems)
     with EmulatorServer(EmulatorConfig(project="gee-compat", ee_concurrency=4, task_seconds=0.3)) as emulator:
         for target in args.targets:
-            report = check_target(target, wheel, emulator)
+            report = check_target(target, wheel, emulator, reuse=args.reuse)
             report["failures"] = failures(report)
             failed = failed or bool(report["failures"])
             print(json.dumps(report), flush=True)

@@ -1,11 +1,21 @@
 """``make demo``: the tiled image export example DAG, end to end, on a real local Airflow and the
 emulator.
 
-Starts ``gee-emulator`` (EE runs 3 tasks at once, 2-second tasks, a Drive quota of 450 kB that the
-run's ~620 kB of GeoTIFFs would exceed without harvesting), a private AIRFLOW_HOME with the real
-api-server, scheduler, dag-processor and triggerer, the ``gee_tasks`` pool (10 slots,
-include_deferred) and the connection; triggers ``gee_tiled_image_export`` over 40 tiles, waits,
-checks every harvested file's md5, stops everything, and writes ``summary.json`` and ``tiles.png``.
+Two runs, one per identity, as on Google (EE writes Drive exports as the caller; service accounts
+have no Drive storage):
+
+1. Drive, with a person's credentials (an ``authorized_user`` file through
+   ``GOOGLE_APPLICATION_CREDENTIALS`` and a connection without a key): ``gee-emulator`` (EE runs 3
+   tasks at once, 2-second tasks, a Drive quota of 450 kB that the run's ~620 kB of GeoTIFFs would
+   exceed without harvesting);
+2. Cloud Storage, with the service-account key in the connection, into a bucket of
+   gcp-storage-emulator.
+
+Each: a private AIRFLOW_HOME with the real api-server, scheduler, dag-processor and triggerer, the
+``gee_tasks`` pool (10 slots, include_deferred) and the connection; triggers
+``gee_tiled_image_export`` over 40 tiles, waits, checks every harvested file's md5, stops everything.
+Writes ``summary.json`` (the Drive run's fields, and a ``gcs`` block with the same fields) and
+``tiles.png``.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,29 +54,76 @@ def run_demo(
     task_seconds: float = 2.0,
     drive_quota_bytes: int = 450_000,
     example: Path = ROOT / "example_dags" / "gee_tiled_image_export.py",
+    gcs: bool = True,
 ) -> dict[str, Any]:
-    """Run the example DAG once; return the summary (also written to ``out/summary.json``)."""
+    """Run the example DAG to Drive (a person's credentials) and, with ``gcs``, to Cloud Storage
+    (a service account); return the summary (also written to ``out/summary.json``)."""
     started = time.monotonic()
+    conf = {"region": region, "cell_size": cell_size, "output": str(out / "harvest"),
+            "report_dir": str(out / "report"), "folder": "gee_demo", "destination": "drive"}  # fmt: skip
+    emulator_args = {"ee-concurrency": ee_concurrency, "task-seconds": task_seconds}
     run = run_example(
-        out,
-        example,
-        "gee_tiled_image_export",
-        {"region": region, "cell_size": cell_size, "destination": str(out / "harvest"),
-         "report_dir": str(out / "report"), "folder": "gee_demo"},
-        emulator_args={"ee-concurrency": ee_concurrency, "task-seconds": task_seconds,
-                       "drive-quota-bytes": drive_quota_bytes},
+        out, example, "gee_tiled_image_export", conf,
+        emulator_args={**emulator_args, "drive-quota-bytes": drive_quota_bytes}, identity="user",
     )  # fmt: skip
-    return _summarize(out, run["state"], run["task_instances"], run["stats"], time.monotonic() - started)
+    summary = _summarize(out, run["state"], run["task_instances"], run["stats"], time.monotonic() - started)
+    if gcs:
+        summary["gcs"] = run_gcs_demo(out / "gcs", example, conf, emulator_args)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_gcs_demo(out: Path, example: Path, conf: dict[str, Any], emulator_args: dict[str, Any]) -> dict[str, Any]:
+    """The same run exported to Cloud Storage by the service account (gcp-storage-emulator)."""
+    from gcp_storage_emulator.server import create_server
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        bucket = "gee-demo-exports"
+        client = storage.Client(
+            project="gee-demo-project", credentials=AnonymousCredentials(), client_options={"api_endpoint": url}
+        )
+        client.create_bucket(bucket)
+        started = time.monotonic()
+        gcs_conf = {**conf, "destination": "gcs", "bucket": bucket, "output": str(out / "harvest"),
+                    "report_dir": str(out / "report")}  # fmt: skip
+        run = run_example(
+            out, example, "gee_tiled_image_export", gcs_conf, emulator_args={**emulator_args, "gcs-url": url},
+            identity="service_account", env={"STORAGE_EMULATOR_HOST": url},
+        )  # fmt: skip
+        summary = _summarize(out, run["state"], run["task_instances"], run["stats"], time.monotonic() - started)
+        summary["bucket_objects_left"] = len(list(client.list_blobs(bucket)))
+        return summary
+    finally:
+        server.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
-def emulator_process(emulator_args: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def emulator_process(emulator_args: dict[str, Any], user_credentials: Path | None = None) -> Iterator[tuple[str, str]]:
     """``gee-emulator`` in its own process (as in production, the service is not in the client's
     process); yields its URL and an Airflow connection (JSON) for it.
 
     :param emulator_args: options without the dashes, e.g. ``{"task-seconds": 2}``.
+    :param user_credentials: write a person's ``authorized_user`` file here and yield a connection
+        without a key (the hooks then use it through ``GOOGLE_APPLICATION_CREDENTIALS``); without
+        it, the connection carries the emulator's service-account key.
     """
     options = [part for key, value in emulator_args.items() for part in (f"--{key}", str(value))]
+    if user_credentials is not None:
+        options += ["--user", "--write-user-credentials", str(user_credentials)]
     emulator = subprocess.Popen(
         [sys.executable, "-m", "gee_emulator", "--port", "0", "--print-connection",
          "--project", "gee-demo-project", *options],
@@ -90,12 +148,17 @@ def run_example(
     pools: dict[str, int] | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 3600,
+    identity: str = "user",
 ) -> dict[str, Any]:
     """Run one DAG file once on a fresh emulator and a fresh local Airflow; return what happened.
 
     :param out: working directory (emptied): ``dags/`` with only this file, ``airflow/`` (home, logs).
     :param emulator_args: ``gee-emulator`` options without dashes, e.g. ``{"task-seconds": 2}``.
     :param pools: pools to create (default ``{"gee_tasks": 10}``), all with include_deferred.
+    :param identity: ``"user"``: a person's credentials (Application Default Credentials, as
+        after ``gcloud auth application-default login``; what Drive exports need), or
+        ``"service_account"``: the emulator's service-account key in the connection (no Drive
+        storage, as on Google: export to Cloud Storage).
     :return: the run's state, its task instances and its start/end dates, the emulator's stats and
         operation times, and the CPU seconds Airflow's processes spent between trigger and end
         (in all and by process: see :meth:`AirflowStack.cpu_seconds_by_process`).
@@ -106,20 +169,28 @@ def run_example(
     dags_folder = out / "dags"  # this example only: the scheduled examples would add runs of their own
     dags_folder.mkdir()
     shutil.copy(example, dags_folder)
-    with emulator_process(emulator_args) as (url, conn):
-        stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
-        with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools) as stack:
-            print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started", flush=True)
-            stack.wait_for_dag(dag_id)
-            cpu_before = stack.cpu_seconds_by_process()
-            run_id = stack.trigger(dag_id, conf)
-            print(f"triggered {run_id}; waiting ...", flush=True)
-            state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
-            cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds_by_process().items()}
-            dag_run = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
-            tis = stack.task_instances(dag_id, run_id)
-        stats = requests.get(f"{url}/_emulator/stats", timeout=30).json()
-        operations = requests.get(f"{url}/_emulator/operations", timeout=60).json()["operations"]
+    # a credential: in a private directory outside the run's files, removed afterwards
+    adc_dir = Path(tempfile.mkdtemp(prefix="gee-adc-"))
+    adc = adc_dir / "application_default_credentials.json" if identity == "user" else None
+    try:
+        with emulator_process(emulator_args, adc) as (url, conn):
+            stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
+            if adc is not None:
+                stack_env["GOOGLE_APPLICATION_CREDENTIALS"] = str(adc)
+            with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools) as stack:
+                print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started", flush=True)
+                stack.wait_for_dag(dag_id)
+                cpu_before = stack.cpu_seconds_by_process()
+                run_id = stack.trigger(dag_id, conf)
+                print(f"triggered {run_id}; waiting ...", flush=True)
+                state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
+                cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds_by_process().items()}
+                dag_run = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
+                tis = stack.task_instances(dag_id, run_id)
+            stats = requests.get(f"{url}/_emulator/stats", timeout=30).json()
+            operations = requests.get(f"{url}/_emulator/operations", timeout=60).json()["operations"]
+    finally:
+        shutil.rmtree(adc_dir, ignore_errors=True)
     return {"state": state, "task_instances": tis, "dag_run": dag_run, "stats": stats, "operations": operations,
             "airflow_cpu_seconds": round(sum(cpu.values()), 1),
             "airflow_cpu_seconds_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())}}  # fmt: skip
@@ -175,14 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     summary = run_demo(Path(args.out))
     print(json.dumps({k: v for k, v in summary.items() if k != "ee_requests"}, indent=2))
-    ok = (
-        summary["succeeded"] == summary["tiles"] >= 40
-        and summary["peak_in_flight"] <= 10
-        and summary["drive_bytes_left"] == 0
-        and summary["md5_mismatches"] == 0
-        and summary["files_harvested"] >= summary["tiles"]
-        and (summary["mosaic"] or {}).get("layout") == "COG"
-    )
+    gcs = summary["gcs"]
+    ok = all(
+        run["succeeded"] == run["tiles"] >= 40
+        and run["peak_in_flight"] <= 10
+        and run["md5_mismatches"] == 0
+        and run["files_harvested"] >= run["tiles"]
+        and (run["mosaic"] or {}).get("layout") == "COG"
+        for run in (summary, gcs)
+    ) and (summary["drive_bytes_left"], gcs["bucket_objects_left"]) == (0, 0)
     print("demo OK" if ok else "demo FAILED: see the summary above and demo-output/airflow/*.log")
     return 0 if ok else 1
 

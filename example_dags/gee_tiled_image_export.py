@@ -3,7 +3,11 @@ harvest each tile's files from Drive as soon as its export ends -> mosaic (VRT +
 GeoTIFF) and report (manifest + tile map).
 
 Parses with no network and no credentials. Settings come from the DAG's params (region as a bbox
-or a vector file path, cell size, scale, Drive folder, where files and the report go).
+or a vector file path, cell size, scale, where EE writes, where files and the report go).
+
+Where EE writes depends on who runs it: EE writes Drive exports as the caller, and service
+accounts have no Drive storage, so a service-account connection exports to Cloud Storage
+(``destination="gcs"`` with a bucket); Drive is for a person's credentials.
 """
 
 from __future__ import annotations
@@ -38,8 +42,14 @@ with DAG(
         ),
         "cell_size": Param(0.02, type="number", exclusiveMinimum=0, description="tile edge in degrees"),
         "scale": Param(30, type="number", exclusiveMinimum=0, description="metres per pixel"),
+        "destination": Param(
+            "drive",
+            enum=["drive", "gcs"],
+            description="where EE writes: drive (a person's credentials) or gcs (any identity; service accounts)",
+        ),
         "folder": Param("gee_tiled_export", type="string", description="Drive folder of the exports"),
-        "destination": Param("/tmp/gee-harvest", type="string", description="where harvested files go"),
+        "bucket": Param("gee-exports", type="string", description="Cloud Storage bucket of the exports"),
+        "output": Param("/tmp/gee-harvest", type="string", description="where harvested files go"),
         "report_dir": Param("/tmp/gee-report", type="string", description="where manifest.json and tiles.png go"),
         "cog": Param(True, type="boolean", description="also write the mosaic as one Cloud Optimized GeoTIFF"),
     },
@@ -50,10 +60,11 @@ with DAG(
     @task_group
     def tile_pipeline(tile: dict):
         # export and harvest in one mapped group: each tile's files are fetched as soon as its
-        # export ends, so Drive never holds much more than the pool's worth of outputs
+        # export ends, so Drive (or the bucket) never holds much more than the pool's worth
         exported = GeeExportOperator(
             task_id="export", tile=tile, build=build, gcp_conn_id=CONN_ID, pool="gee_tasks",
-            folder="{{ params.folder }}", scale="{{ params.scale }}", file_name_prefix="{tile_id}",
+            destination="{{ params.destination }}", folder="{{ params.folder }}", bucket="{{ params.bucket }}",
+            scale="{{ params.scale }}", file_name_prefix="{tile_id}",
             poll_interval=5, weight_rule="absolute",
             deferrable=True,  # the pool slot is held by a deferred task, not a worker slot
         )  # fmt: skip
@@ -63,11 +74,11 @@ with DAG(
         GeeHarvestOperator(
             task_id="harvest", export_result=exported.output, gcp_conn_id=CONN_ID,
             priority_weight=10, weight_rule="absolute",
-            destination="{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
+            destination="{{ params.output }}/{{ run_id | replace(':', '_') | replace('+', '_') }}",
         )  # fmt: skip
 
     pipelines = tile_pipeline.expand(tile=tiles.output)
-    run_dir = "{{ params.destination }}/{{ run_id | replace(':', '_') | replace('+', '_') }}"
+    run_dir = "{{ params.output }}/{{ run_id | replace(':', '_') | replace('+', '_') }}"
 
     # the tiles back together: a VRT over the harvested GeoTIFFs (sharded exports included) and a COG
     mosaic = MosaicOperator(

@@ -34,7 +34,16 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[EmulatorServer]:
     marker = request.node.get_closest_marker("emulator")
     options: dict[str, Any] = dict(marker.kwargs) if marker else {}
     require_auth = options.pop("require_auth", False)
-    config = EmulatorConfig(**{"project": TEST_PROJECT, "ee_concurrency": 2, "task_seconds": 0.2, **options})
+    # Most tests exercise pooling, harvesting and merging with the generated service account, so
+    # their emulator gives it Drive storage (the switch for an older account); tests of identities
+    # ask for Google's default, none (@pytest.mark.emulator(service_account_drive_quota_bytes=0)).
+    defaults = {
+        "project": TEST_PROJECT,
+        "ee_concurrency": 2,
+        "task_seconds": 0.2,
+        "service_account_drive_quota_bytes": None,
+    }
+    config = EmulatorConfig(**{**defaults, **options})
     with EmulatorServer(config, require_auth=require_auth) as emu:
         yield emu
 

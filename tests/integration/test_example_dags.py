@@ -47,6 +47,12 @@ def test_demo_harness_runs_the_tiled_export_example(tmp_path):
     assert_no_secrets_under(tmp_path / "demo")
     left, bottom, right, top = mosaic["bounds"]
     assert left <= 13.2134 and bottom <= 52.4152 and right >= 13.3019 and top >= 52.4873  # covers the region
+    # the same run to Cloud Storage by the service account (which has no Drive storage)
+    gcs = summary["gcs"]
+    assert gcs["dag_run_state"] == "success", gcs
+    assert gcs["succeeded"] == gcs["tiles"] == 12 and gcs["ee_operations_by_state"] == {"SUCCEEDED": 12}
+    assert gcs["files_harvested"] == 12 and gcs["md5_mismatches"] == 0 and gcs["bucket_objects_left"] == 0
+    assert gcs["mosaic"]["layout"] == "COG" and gcs["drive_peak_bytes"] == 0
 
 
 #: what a private key, an OAuth token or a service-account key file looks like

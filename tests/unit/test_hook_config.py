@@ -55,3 +55,8 @@ def test_invalid_project_ids_are_refused_before_any_request(monkeypatch):
     hook = EarthEngineHook(gcp_conn_id=set_conn(monkeypatch), project="demo")
     with pytest.raises(GeeConfigurationError, match=r"'demo'.*not a valid Cloud project id"):
         _ = hook.project
+
+
+@pytest.mark.parametrize("project", ["my-project-1", "123456789012", "example.com:my-project"])
+def test_project_numbers_and_domain_scoped_ids_are_valid_projects(monkeypatch, project):
+    assert EarthEngineHook(gcp_conn_id=set_conn(monkeypatch), project=project).project == project

@@ -12,9 +12,11 @@ Two halves, on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import itertools
 import json as json_module
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -22,13 +24,9 @@ from typing import Any, Literal
 
 import aiohttp
 import requests
-from airflow.providers.google.common.hooks.base_google import (
-    GoogleBaseAsyncHook,
-    GoogleBaseHook,
-    is_valid_gcp_project_id,
-)
+from airflow.providers.google.common.hooks.base_google import GoogleBaseAsyncHook, GoogleBaseHook
 from asgiref.sync import sync_to_async
-from google.auth.transport.requests import AuthorizedSession
+from google.auth.transport.requests import AuthorizedSession, Request
 
 from airflow_provider_gee.exceptions import EarthEngineError, GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
@@ -42,6 +40,11 @@ Destination = Literal["drive", "asset", "gcs"]
 # set up for so that a second hook for the same connection costs nothing.
 _ee_lock = threading.Lock()
 _ee_initialized_for: tuple[str, str, str] | None = None
+
+
+#: A Cloud project as EE's REST paths take it: an id (6-30 characters), a domain-scoped id
+#: (``example.com:my-project``) or a project number (Resource Manager's naming rules).
+PROJECT_RE = re.compile(r"(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]|[0-9]{1,20}")
 
 
 def check_relative_pattern(pattern: str) -> None:
@@ -94,10 +97,11 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
                 "'project' (a Cloud project registered for Earth Engine) or use a service-account "
                 "key that carries 'project_id'."
             )
-        if not is_valid_gcp_project_id(project):
+        if not PROJECT_RE.fullmatch(str(project)):
             raise GeeConfigurationError(
                 f"Earth Engine project {project!r} (connection {self.gcp_conn_id!r}) is not a valid Cloud "
-                "project id: 6-30 characters, lowercase letters, digits and hyphens, starting with a letter."
+                "project id (6-30 characters, lowercase letters, digits and hyphens, starting with a letter; "
+                "optionally domain-scoped, 'example.com:my-project'), nor a project number."
             )
         return project
 
@@ -406,7 +410,8 @@ class EarthEngineAsyncHook(GoogleBaseAsyncHook):
         **kwargs: Any,
     ) -> None:
         super().__init__(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain, **kwargs)
-        self._token: Any = None
+        self._credentials: Any = None
+        self._refreshing = asyncio.Lock()
         self._settings: tuple[str, str, RetryPolicy] | None = None
 
     async def settings(self) -> tuple[str, str, RetryPolicy]:
@@ -415,6 +420,21 @@ class EarthEngineAsyncHook(GoogleBaseAsyncHook):
             hook: EarthEngineHook = await self.get_sync_hook()
             self._settings = await sync_to_async(lambda: (hook.api_url, hook.project, hook.retry_policy))()
         return self._settings
+
+    async def access_token(self) -> str:
+        """The connection's access token, refreshed only when it is not valid.
+
+        The credentials are the sync hook's (``GoogleBaseHook``: key, ADC, impersonation), and they
+        are refreshed as google-auth's own sessions do it: when they hold no valid token. (The
+        Google provider's async token refreshes on first use whatever the token's state.)
+        """
+        if self._credentials is None:
+            hook: EarthEngineHook = await self.get_sync_hook()
+            self._credentials = await sync_to_async(hook.get_credentials)()
+        async with self._refreshing:
+            if not self._credentials.valid:
+                await sync_to_async(self._credentials.refresh)(Request())
+        return self._credentials.token
 
     async def request(
         self,
@@ -427,12 +447,10 @@ class EarthEngineAsyncHook(GoogleBaseAsyncHook):
     ) -> dict[str, Any]:
         """The asyncio twin of :meth:`EarthEngineHook.request` (same retries, same errors)."""
         api_url, _, policy = await self.settings()
-        if self._token is None:
-            self._token = await self.get_token(session=session)
         url = f"{api_url}/v1/{path}"
 
         async def once() -> dict[str, Any]:
-            headers = {"Authorization": f"Bearer {await self._token.get()}"}
+            headers = {"Authorization": f"Bearer {await self.access_token()}"}
             try:
                 async with session.request(method, url, params=params, json=json, headers=headers) as resp:
                     body = await resp.read()

@@ -43,6 +43,8 @@ from airflow_provider_gee.utils.operations import ACTIVE_STATES, DESTINATIONS, E
 # process parses its DAG file, so a module-level import is paid on every task start of every tile,
 # also by the resumed half, which needs none of them (tests/unit/test_import_cost.py keeps it so).
 
+#: connections (and impersonation chains) whose identity was seen to have Drive storage, per process
+_DRIVE_STORAGE_OK: set[tuple[str, str]] = set()
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
 MAX_DESCRIPTION = 100
@@ -75,7 +77,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         task must be submitted.
     :param asset: instead of ``build``, an EE asset id to export as it is.
     :param export_type: ``"image"`` or ``"table"``.
-    :param destination: ``"drive"``, ``"asset"`` or ``"gcs"``.
+    :param destination: ``"drive"``, ``"asset"`` or ``"gcs"`` (templated). EE writes Drive exports
+        as the caller: service accounts have no Drive storage, so they export to ``"gcs"``.
     :param folder: Drive folder name (templated).
     :param bucket: Cloud Storage bucket (templated).
     :param asset_id: destination asset (templated); relative ids are in the connection's project.
@@ -109,8 +112,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options", "scale",
-        "tile", *GeeBaseOperator.template_fields,
+        "destination", "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options",
+        "scale", "tile", *GeeBaseOperator.template_fields,
     )  # fmt: skip
     operator_extra_links = (EarthEngineTaskLink(), DriveFolderLink(), EarthEngineAssetLink())
     external_id_key = "gee_operation"
@@ -336,6 +339,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         prior = self._stored
         generation = int(prior["generation"]) + 1 if prior else 0
         self._admit(context)
+        if self.destination == "drive":
+            self._check_drive_storage()
         rid = self._request_id(context, generation)
         description = self.task_description(context)
         self.hook.initialize_ee()
@@ -353,6 +358,28 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
         self._persist_links(context, op["name"])
         return {"operation": op["name"], "generation": generation, "request_id": rid}
+
+    def _check_drive_storage(self) -> None:
+        """Fail before submitting when the identity has no Drive storage of its own.
+
+        EE writes a Drive export as the caller, and Google gives service accounts no Drive storage
+        (since 2025), so their Drive exports would fail in EE after queueing. Checked once per
+        connection and process (Drive ``about``), as the answer does not change during a run.
+        """
+        key = (self.gcp_conn_id, str(self.impersonation_chain))
+        if key in _DRIVE_STORAGE_OK:
+            return
+        from airflow_provider_gee.hooks.drive import DriveHook
+
+        quota = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain).storage_quota()
+        if quota["limit"] == 0:  # none at all (a full Drive may free up as harvests run: EE says so then)
+            raise GeeConfigurationError(
+                f"Connection {self.gcp_conn_id!r} has no Drive storage (limit 0 bytes): EE writes Drive exports "
+                "as the caller, and service accounts have no Drive "
+                "storage. Export to Cloud Storage (destination='gcs', bucket='...'), or use a person's credentials "
+                "(gcloud auth application-default login) for Drive."
+            )
+        _DRIVE_STORAGE_OK.add(key)
 
     def _admit(self, context: Context) -> None:
         """Admission control: defer until EE's queue is below ``max_ee_queue``, then run again."""

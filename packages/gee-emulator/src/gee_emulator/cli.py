@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -47,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
         default=4096,
         metavar="PX",
         help="GeoTIFF exports wider or taller than this are split into parts (default 4096)",
+    )
+    p.add_argument(
+        "--service-account-drive-quota-bytes",
+        type=int,
+        default=0,
+        metavar="Q",
+        help="Drive storage of service accounts (default 0: none, as on Google since 2025, so their Drive "
+        "exports fail; a number models an older account that still has some)",
+    )
+    p.add_argument(
+        "--write-user-credentials",
+        default=None,
+        metavar="FILE",
+        help="write an authorized_user credentials file for a person (--user-email) to FILE (mode 600); point "
+        "GOOGLE_APPLICATION_CREDENTIALS at it and use a connection without a key (--print-connection --user)",
+    )
+    p.add_argument("--user-email", default="analyst@example.com", help="the person of --write-user-credentials")
+    p.add_argument(
+        "--user", action="store_true", help="--print-connection/--connection-file: a connection without a key (ADC)"
     )
     p.add_argument(
         "--drive-listing-lag-seconds",
@@ -94,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         task_seconds=args.task_seconds,
         drive_quota_bytes=args.drive_quota_bytes,
         drive_listing_lag_seconds=args.drive_listing_lag_seconds,
+        service_account_drive_quota_bytes=args.service_account_drive_quota_bytes,
         file_dimensions=args.file_dimensions,
         gcs_url=args.gcs_url,
     )
@@ -116,14 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     if args.connection_file:
-        import os
-
         fd = os.open(args.connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"google_cloud_default": server.connection()}, fh)
+            json.dump({"google_cloud_default": server.connection(user=args.user)}, fh)
+    if args.write_user_credentials:  # a credential: readable by its owner only
+        fd = os.open(args.write_user_credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(server.user_credentials(args.user_email), fh)
     print(f"listening on {server.url}", flush=True)
     if args.print_connection:
-        print(json.dumps(server.connection()), flush=True)
+        print(json.dumps(server.connection(user=args.user)), flush=True)
     stop.wait()
     server.stop()
     return 0

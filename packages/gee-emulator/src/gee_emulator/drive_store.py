@@ -189,6 +189,11 @@ class DriveStore:
         with self.lock:
             return sum(int(f.size or 0) for f in self.files.values() if f.mimeType != FOLDER_MIME)
 
+    def used_by(self, owner: str) -> int:
+        """Bytes of the files ``owner`` owns."""
+        with self.lock:
+            return sum(int(f.size or 0) for f in self.files.values() if f.owner == owner and f.mimeType != FOLDER_MIME)
+
     def get(self, file_id: str) -> DriveFile:
         with self.lock:
             f = self.files.get(ROOT_ID if file_id == "root" else file_id)

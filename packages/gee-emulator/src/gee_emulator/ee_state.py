@@ -96,8 +96,19 @@ class EmulatorConfig:
     task_seconds: float = 1.0
     drive_quota_bytes: int | None = None
     drive_listing_lag_seconds: float = 0.0
+    #: Drive storage of a service account: none since 2025, as on Google; a number models an
+    #: older account that still has some, ``None`` no limit
+    service_account_drive_quota_bytes: int | None = 0
     file_dimensions: int = 4096
     gcs_url: str | None = None
+
+
+#: Drive's answer when a service account would store a file (the text Google returns since 2025)
+SERVICE_ACCOUNT_NO_STORAGE = (
+    "Service Accounts do not have storage quota. Leverage shared drives "
+    "(https://developers.google.com/workspace/drive/api/guides/about-shareddrives), or use OAuth delegation "
+    "(http://support.google.com/a/answer/7281227) instead."
+)
 
 
 @dataclass
@@ -369,10 +380,21 @@ class EarthEngineState:
         dest = file_opts.get("driveDestination") or file_opts.get("cloudStorageDestination") or {}
         return str(dest.get("filenamePrefix") or op.metadata["description"])
 
+    def _check_service_account_storage(self, op: Operation, paths: list[Path]) -> None:
+        """EE writes Drive exports as the caller; a service account has no Drive storage of its
+        own (Google, 2025: "Service Accounts do not have storage quota"), so its export fails."""
+        limit = self.config.service_account_drive_quota_bytes
+        if not op.caller or not op.caller.endswith(".gserviceaccount.com") or limit is None:
+            return
+        needed = sum(p.stat().st_size for p in paths)
+        if self.drive.used_by(op.caller) + needed > limit:
+            raise DriveError(403, SERVICE_ACCOUNT_NO_STORAGE, "storageQuotaExceeded")
+
     def _deliver(
         self, op: Operation, file_opts: dict[str, Any], prefix: str, paths: list[Path], mime: str
     ) -> list[str]:
         if "driveDestination" in file_opts:
+            self._check_service_account_storage(op, paths)
             folder = self.drive.folder_for_export(file_opts["driveDestination"].get("folder"))
             self.drive.add_files(folder.id, [(p.name, p, mime) for p in paths], owner=op.caller)
             return [f"https://drive.google.com/#folders/{folder.id}"]

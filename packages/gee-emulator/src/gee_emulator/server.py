@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from gee_emulator.auth import TokenAuthority, generate_service_account_key
+from gee_emulator.auth import DEFAULT_USER_SCOPES, Identity, TokenAuthority, generate_service_account_key
 from gee_emulator.discovery import discovery_document
 from gee_emulator.drive_store import FOLDER_MIME, ROOT_ID, DriveError, DriveStore
 from gee_emulator.ee_state import ApiError, EarthEngineState, EmulatorConfig
@@ -180,18 +180,26 @@ class EmulatorServer:
                 "faults": self.faults.rules(),
             }
 
-    def connection(self, conn_id: str = "google_cloud_default") -> dict[str, Any]:
-        """An Airflow connection (JSON form) that points every hook of this provider here."""
+    def connection(self, conn_id: str = "google_cloud_default", *, user: bool = False) -> dict[str, Any]:
+        """An Airflow connection (JSON form) that points every hook of this provider here: with
+        the generated service-account key, or (``user``) with no key, so that the hooks use
+        Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, see
+        :meth:`user_credentials`), as a connection for a person's login does in production."""
+        extra: dict[str, Any] = {"project": self.config.project, "api_url": self.url, "num_retries": 5}
+        if not user:
+            extra["keyfile_dict"] = json.dumps(self.service_account_key)
         return {
             "conn_type": "google_cloud_platform",
             "description": f"Local Earth Engine/Drive emulator at {self.url}",
-            "extra": {
-                "keyfile_dict": json.dumps(self.service_account_key),
-                "project": self.config.project,
-                "api_url": self.url,
-                "num_retries": 5,
-            },
+            "extra": extra,
         }
+
+    def user_credentials(
+        self, email: str = "analyst@example.com", scopes: tuple[str, ...] = DEFAULT_USER_SCOPES
+    ) -> dict[str, Any]:
+        """An ``authorized_user`` credentials file's content for a person (as ``gcloud auth
+        application-default login`` writes it); point ``GOOGLE_APPLICATION_CREDENTIALS`` at it."""
+        return self.auth.user_credentials(email, scopes, self.config.project)
 
 
 class _Server(ThreadingHTTPServer):
@@ -222,9 +230,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return self.server.emulator
 
     @property
-    def caller(self) -> str | None:
-        """The identity (e-mail) of the request's bearer token, if it carries a valid one."""
+    def identity(self) -> Identity | None:
+        """The identity of the request's bearer token, if it carries a valid one."""
         return self.emu.auth.identity(self.headers.get("Authorization"))
+
+    @property
+    def caller(self) -> str | None:
+        """The e-mail of the request's identity."""
+        identity = self.identity
+        return identity.email if identity else None
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -261,6 +275,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._discard_body()
             message = "Request had invalid authentication credentials."
             self.send_json(401, _error_body(401, message, "UNAUTHENTICATED"))
+            return
+        identity = self.identity
+        if name.startswith("drive.") and identity and not identity.has_scope_prefix(DRIVE_SCOPE):
+            # Google: a token without a Drive scope is refused by Drive whatever the identity
+            self._discard_body()
+            self.send_json(403, _scope_error())
             return
         fault = None if name.startswith("admin.") else self.emu.faults.take("http", name)
         if fault and not fault.after:
@@ -458,6 +478,20 @@ def _assets_delete(h: _RequestHandler, m: re.Match[str]) -> None:
 # ============================================================ Drive routes
 
 _DRIVE = r"/drive/v3"
+DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+
+
+def _scope_error() -> dict[str, Any]:
+    """Google's answer to a token without the API's scope (ErrorInfo ``ACCESS_TOKEN_SCOPE_INSUFFICIENT``)."""
+    body = _error_body(403, "Request had insufficient authentication scopes.", "PERMISSION_DENIED")
+    body["error"]["details"] = [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+         "domain": "googleapis.com"}
+    ]  # fmt: skip
+    body["error"]["errors"] = [
+        {"message": "Insufficient Permission", "domain": "global", "reason": "insufficientPermissions"}
+    ]
+    return body
 
 
 @route("GET", _DRIVE + r"/files", "drive.files.list")
@@ -550,12 +584,14 @@ def _drive_update(h: _RequestHandler, m: re.Match[str]) -> None:
 
 @route("GET", _DRIVE + r"/about", "drive.about")
 def _drive_about(h: _RequestHandler, m: re.Match[str]) -> None:
-    quota: dict[str, str] = {
-        "usage": str(h.emu.drive.used_bytes),
-        "usageInDrive": str(h.emu.drive.used_bytes),
-    }
-    if h.emu.drive.quota_bytes is not None:
-        quota["limit"] = str(h.emu.drive.quota_bytes)
+    identity = h.identity
+    if identity and identity.is_service_account:  # a service account's own (usually no) storage
+        used, limit = h.emu.drive.used_by(identity.email), h.emu.config.service_account_drive_quota_bytes
+    else:
+        used, limit = h.emu.drive.used_bytes, h.emu.drive.quota_bytes
+    quota: dict[str, str] = {"usage": str(used), "usageInDrive": str(used)}
+    if limit is not None:
+        quota["limit"] = str(limit)
     h.send_json(200, {"kind": "drive#about", "storageQuota": quota})
 
 
@@ -566,7 +602,8 @@ def _drive_about(h: _RequestHandler, m: re.Match[str]) -> None:
 def _token(h: _RequestHandler, m: re.Match[str]) -> None:
     form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
     try:
-        h.send_json(200, h.emu.auth.exchange(form.get("grant_type"), form.get("assertion"), verify=h.emu.require_auth))
+        grant = form.get("grant_type")
+        h.send_json(200, h.emu.auth.exchange(grant, form.get("assertion"), verify=h.emu.require_auth, form=form))
     except ValueError as exc:
         error, _, description = str(exc).partition(": ")
         h.send_json(400, {"error": error, "error_description": description or error})
