@@ -100,3 +100,37 @@ def test_a_trigger_waits_with_a_persons_credentials_without_refreshing_a_valid_t
     # Google's own token endpoint, unreachable here, whatever the file says)
     assert asyncio.run(wait())["status"] == "success"
     assert "oauth.token" not in emulator.stats()["requests"]
+
+
+@GOOGLE_DEFAULT
+def test_ee_refuses_a_persons_call_without_a_quota_project(emulator):
+    import requests
+
+    token = emulator.user_credentials()["token"]
+    url = f"{emulator.url}/v1/projects/{emulator.config.project}/operations"
+    bare = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert bare.status_code == 403 and "requires a quota project" in bare.json()["error"]["message"]
+    named = requests.get(url, headers={"Authorization": f"Bearer {token}", "X-Goog-User-Project": "p"}, timeout=10)
+    assert named.status_code == 200
+
+
+@GOOGLE_DEFAULT
+def test_the_hooks_and_the_official_client_send_the_quota_project(user_conn, emulator):
+    import asyncio
+
+    import aiohttp
+    import ee
+
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
+
+    hook = EarthEngineHook(gcp_conn_id=user_conn)
+    assert list(hook.list_operations()) == []  # sync REST
+    hook.initialize_ee()
+    assert ee.Number(1).getInfo() == 1  # the official client through the same identity
+
+    async def listing() -> dict:
+        async with aiohttp.ClientSession() as session:
+            path = f"projects/{emulator.config.project}/operations"
+            return await EarthEngineAsyncHook(gcp_conn_id=user_conn).request(session, "GET", path)
+
+    assert asyncio.run(listing()) == {"operations": []}

@@ -42,6 +42,8 @@ _ee_lock = threading.Lock()
 _ee_initialized_for: tuple[str, str, str] | None = None
 
 
+#: The header naming the project that is billed and whose quota is used (ee/data.py sends it too).
+QUOTA_PROJECT_HEADER = "X-Goog-User-Project"
 #: A Cloud project as EE's REST paths take it: an id (6-30 characters), a domain-scoped id
 #: (``example.com:my-project``) or a project number (Resource Manager's naming rules).
 PROJECT_RE = re.compile(r"(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]|[0-9]{1,20}")
@@ -109,8 +111,12 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
 
     @cached_property
     def session(self) -> AuthorizedSession:
-        """An HTTP session that adds (and refreshes) the connection's bearer token."""
-        return AuthorizedSession(self.get_credentials())
+        """An HTTP session that adds (and refreshes) the connection's bearer token and names the
+        quota project, as the official client does on every call (``X-Goog-User-Project``, ee/data.py):
+        EE refuses a person's credentials without one."""
+        session = AuthorizedSession(self.get_credentials())
+        session.headers[QUOTA_PROJECT_HEADER] = self.project
+        return session
 
     def request(
         self,
@@ -446,11 +452,11 @@ class EarthEngineAsyncHook(GoogleBaseAsyncHook):
         json: Any = None,
     ) -> dict[str, Any]:
         """The asyncio twin of :meth:`EarthEngineHook.request` (same retries, same errors)."""
-        api_url, _, policy = await self.settings()
+        api_url, project, policy = await self.settings()
         url = f"{api_url}/v1/{path}"
 
         async def once() -> dict[str, Any]:
-            headers = {"Authorization": f"Bearer {await self.access_token()}"}
+            headers = {"Authorization": f"Bearer {await self.access_token()}", QUOTA_PROJECT_HEADER: project}
             try:
                 async with session.request(method, url, params=params, json=json, headers=headers) as resp:
                     body = await resp.read()

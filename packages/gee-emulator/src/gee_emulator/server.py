@@ -277,6 +277,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_json(401, _error_body(401, message, "UNAUTHENTICATED"))
             return
         identity = self.identity
+        if (
+            name.startswith("ee.")
+            and name != "ee.discovery"  # the official client sends none for discovery (ee/_cloud_api_utils.py)
+            and identity
+            and not identity.is_service_account
+            and not self.headers.get("X-Goog-User-Project")
+        ):
+            self._discard_body()
+            self.send_json(403, _error_body(403, QUOTA_PROJECT_REQUIRED, "PERMISSION_DENIED"))
+            return
         if name.startswith("drive.") and identity and not identity.has_scope_prefix(DRIVE_SCOPE):
             # Google: a token without a Drive scope is refused by Drive whatever the identity
             self._discard_body()
@@ -479,6 +489,12 @@ def _assets_delete(h: _RequestHandler, m: re.Match[str]) -> None:
 
 _DRIVE = r"/drive/v3"
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+#: Google's answer to a person's credentials (ADC) that name no quota project
+QUOTA_PROJECT_REQUIRED = (
+    "Your application is authenticating by using local Application Default Credentials. The "
+    "earthengine.googleapis.com API requires a quota project, which is not set by default. To learn how to set "
+    "your quota project, see https://cloud.google.com/docs/authentication/adc-troubleshooting/user-creds ."
+)
 
 
 def _scope_error() -> dict[str, Any]:
