@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # dev/ (the local Airflow harness, the demo driver) is development code, not installed: run from the root
 RUN := PYTHONPATH=. $(PY)
 
-.PHONY: demo test compat dist bench lint format lock emulator clean
+.PHONY: demo test compat dist bench lint format lock lock-oldest emulator clean
 
 $(STAMP): pyproject.toml packages/gee-emulator/pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ lock:
 	.lock-venv/bin/pip install --quiet -e 'packages/gee-emulator[gcs]' -e '.[dev,emulator]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -vE "^(airflow-provider-gee|gee-emulator)" > requirements/constraints.txt
 	rm -rf .lock-venv
+
+# Re-resolve the oldest supported set (requirements/constraints-oldest.txt) after changing a lower
+# bound in pyproject.toml or requirements/oldest.in: uv's lowest-direct resolution.
+lock-oldest: $(STAMP)
+	$(RUN) -m dev.compat_check --lock-oldest
 
 emulator: $(STAMP)
 	$(VENV)/bin/gee-emulator --print-connection

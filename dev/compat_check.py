@@ -9,14 +9,16 @@ the Airflow it runs. Then, in that virtualenv:
 - ``dev/compat_probe.py``: optional libraries stay unloaded, the example DAGs parse, and (Airflow
   < 3.3) a retry after a crash re-attaches to its EE task (one export request, one EE task);
 - ``dev/compat_dag.py`` runs with ``dag.test()``: tiles exported to Drive and harvested, against
-  the emulator (run here, in this repository's environment), through the real connection.
+  the emulator (run here, in this repository's environment), through the real connection, with a
+  person's credentials (Application Default Credentials), as Drive exports need.
 
-The oldest target installs each dependency at the lower bound ``pyproject.toml`` declares, so
-those bounds are tested too. Airflow's own published constraint files cannot be fetched here
-(package registries only), so Airflow is resolved by pip from its own requirements, except where
-today's newest release of one of Airflow's dependencies breaks that old Airflow: those are pinned
-at the lower bound Airflow itself declares (``AIRFLOW_OWN_PINS``), as its constraints file would.
-Prints one JSON line per target and exits non-zero on any failure.
+The oldest target installs from ``requirements/constraints-oldest.txt``: Airflow 3.1.0 and every
+runtime dependency of ``pyproject.toml`` at its lower bound, with everything else resolved around
+them (``--lock-oldest`` writes it with uv's lowest-direct resolution from ``requirements/oldest.in``
+and pyproject's bounds), so those bounds are tested and pip has nothing to search. Airflow's own
+published constraint files cannot be fetched here (package registries only); ``oldest.in`` pins
+what Airflow 3.1.0's would have where today's releases break it. The newest target installs from
+``requirements/constraints.txt``. Prints one JSON line per target; exits non-zero on a failure.
 """
 
 from __future__ import annotations
@@ -37,9 +39,7 @@ from gee_emulator import EmulatorConfig, EmulatorServer
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "compat"
 AIRFLOW_DISTS = ("apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk")
-#: Airflow release -> pins standing in for its constraints file: Airflow 3.1.0 declares
-#: structlog>=25.4.0 but fails to start with structlog 26 (``cannot import name 'Styles'``).
-AIRFLOW_OWN_PINS = {"3.1.0": ("structlog==25.4.0",)}
+REQUIREMENTS = ROOT / "requirements"
 
 
 def lower_bounds() -> dict[str, str]:
@@ -48,12 +48,24 @@ def lower_bounds() -> dict[str, str]:
     return {m[1]: m[2] for d in deps if (m := re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][^,;\s]*)", d.strip()))}
 
 
-def pinned(name: str) -> str:
-    """The version of ``name`` in requirements/constraints.txt."""
-    for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines():
+def pinned(name: str, constraints: Path) -> str:
+    """The version of ``name`` in a constraints file."""
+    for line in constraints.read_text().splitlines():
         if line.lower().startswith(f"{name.lower()}=="):
             return line.split("==", 1)[1].strip()
-    raise SystemExit(f"{name} is not pinned in requirements/constraints.txt")
+    raise SystemExit(f"{name} is not pinned in {constraints}")
+
+
+def lock_oldest() -> Path:
+    """Write requirements/constraints-oldest.txt (needs uv: ``pip install uv``)."""
+    spec = WORK / "oldest.in"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    bounds = [f"{name}>={version}" for name, version in lower_bounds().items() if name != "apache-airflow"]
+    spec.write_text((REQUIREMENTS / "oldest.in").read_text() + "\n".join(bounds) + "\n")
+    out = REQUIREMENTS / "constraints-oldest.txt"
+    run([sys.executable, "-m", "uv", "pip", "compile", str(spec), "--python-version", "3.11",
+         "--resolution", "lowest-direct", "--no-header", "--no-annotate", "-o", str(out)])  # fmt: skip
+    return out
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -98,18 +110,10 @@ def check_target(target: str, wheel: Path, emulator: EmulatorServer, reuse: bool
     shutil.rmtree(venv, ignore_errors=True)
     run([sys.executable, "-m", "venv", str(venv)])
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    constraints = WORK / f"{target}-constraints.txt"
-    if target == "oldest":
-        bounds = lower_bounds()
-        airflow = bounds.pop("apache-airflow")
-        pins = [f"{name}=={version}" for name, version in sorted(bounds.items())]
-        constraints.write_text("".join(f"{pin}\n" for pin in (*pins, *AIRFLOW_OWN_PINS.get(airflow, ()))))
-    else:
-        airflow = pinned("apache-airflow")
-        shutil.copy(ROOT / "requirements" / "constraints.txt", constraints)
-    # 1. the Airflow a team already runs: only Airflow, resolved on its own
-    own = AIRFLOW_OWN_PINS.get(airflow, ())
-    run([*pip, f"apache-airflow=={airflow}", *own] + (["-c", str(constraints)] if target == "newest" else []))
+    constraints = REQUIREMENTS / ("constraints-oldest.txt" if target == "oldest" else "constraints.txt")
+    airflow = pinned("apache-airflow", constraints)
+    # 1. the Airflow a team already runs: only Airflow (and what it needs)
+    run([*pip, f"apache-airflow=={airflow}", "-c", str(constraints)])
     before = {d: v for d, v in installed_versions(python).items() if d in AIRFLOW_DISTS}
     # 2. the provider added to it (no extras: a worker that exports and harvests)
     run([*pip, str(wheel), "-c", str(constraints)])
@@ -126,6 +130,11 @@ def _check_installed(
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(ROOT / "dev" / "compat_dag.py", dags / "compat_dag.py")
+    # Drive exports need a person's credentials (service accounts have no Drive storage): the
+    # connection has no key and the hooks take Application Default Credentials from this file
+    adc = home / "application_default_credentials.json"
+    adc.write_text(json.dumps(emulator.user_credentials()))
+    adc.chmod(0o600)
     env = {
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
         "HOME": os.environ.get("HOME", str(home)),
@@ -133,7 +142,11 @@ def _check_installed(
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(emulator.connection()),
+        "AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": json.dumps(emulator.connection(user=True)),
+        "GOOGLE_APPLICATION_CREDENTIALS": str(adc),
+        # the project of a person's login, as `gcloud config set project` gives it (Google provider
+        # releases before 22 refuse Application Default Credentials without one)
+        "GOOGLE_CLOUD_PROJECT": emulator.config.project,
         "NO_PROXY": "127.0.0.1,localhost",
     }
     try:
@@ -145,6 +158,8 @@ def _check_installed(
                 timeout=600).stdout.strip().splitlines()[-1]
         )  # fmt: skip
         probe_exports = emulator.stats()["export_requests"] - exports_before
+        # Airflow 3.1's dag.test() needs the DAG in the database already (3.3's parses the bundle itself)
+        run([str(venv / "bin" / "airflow"), "dags", "reserialize"], env=env, timeout=600)
         out = home / "harvest"
         dag_run = json.loads(
             run([str(python), str(dags / "compat_dag.py"), str(out)], env=env, cwd=home, timeout=900)
@@ -185,18 +200,24 @@ def failures(report: dict[str, object]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("targets", nargs="*", default=["oldest", "newest"], choices=["oldest", "newest"])
+    parser.add_argument("targets", nargs="*", help="oldest, newest (default: both)")
+    parser.add_argument("--lock-oldest", action="store_true", help="write requirements/constraints-oldest.txt")
     parser.add_argument(
         "--reuse", action="store_true", help="development: reuse existing virtualenvs, only replace the wheel"
     )
     args = parser.parse_args(argv)
+    if set(args.targets) - {"oldest", "newest"}:
+        parser.error(f"unknown target(s) {sorted(set(args.targets) - {'oldest', 'newest'})}: use oldest, newest")
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.lock_oldest:
+        print(lock_oldest())
+        return 0
     wheel = build_wheel()
     problems = wheel_problems(wheel)
     print(json.dumps({"wheel": wheel.name, "wheel_problems": problems}), flush=True)
     failed = bool(problems)
     with EmulatorServer(EmulatorConfig(project="gee-compat", ee_concurrency=4, task_seconds=0.3)) as emulator:
-        for target in args.targets:
+        for target in args.targets or ["oldest", "newest"]:
             report = check_target(target, wheel, emulator, reuse=args.reuse)
             report["failures"] = failures(report)
             failed = failed or bool(report["failures"])

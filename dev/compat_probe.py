@@ -32,11 +32,15 @@ MODULES = (
 
 
 def optional_modules_loaded() -> list[str]:
+    """Optional libraries our modules load beyond what Airflow's SDK loads itself (it loads psutil)."""
     import importlib
 
+    import airflow.sdk  # noqa: F401
+
+    baseline = {m for m in OPTIONAL if m in sys.modules}
     for name in MODULES:
         importlib.import_module(name)
-    return sorted(m for m in OPTIONAL if m in sys.modules)
+    return sorted(m for m in OPTIONAL if m in sys.modules and m not in baseline)
 
 
 def example_dag_errors(folder: str) -> dict[str, str]:

@@ -88,3 +88,20 @@ def test_public_url_and_connection_file_for_containers(tmp_path):
         assert json.loads(conn["extra"]["keyfile_dict"])["token_uri"] == "http://gee-emulator:8085/token"
     finally:
         stop(proc)
+
+
+def test_writes_a_persons_credentials_and_a_connection_without_a_key(tmp_path):
+    path = tmp_path / "adc.json"
+    proc, url, extra = start("--print-connection", "--user", "--write-user-credentials", str(path))
+    try:
+        conn = json.loads(extra[0])
+        assert "keyfile_dict" not in conn["extra"] and conn["extra"]["api_url"] == url
+        creds = json.loads(path.read_text())
+        assert creds["type"] == "authorized_user" and creds["refresh_token"] and creds["token"]
+        assert os.stat(path).st_mode & 0o777 == 0o600  # a credential: its owner's only
+        # the refresh_token grant, as a client that refreshes against the emulator sends it
+        form = {k: creds[k] for k in ("refresh_token", "client_id", "client_secret")}
+        token = requests.post(f"{url}/token", data={"grant_type": "refresh_token", **form}, timeout=10).json()
+        assert token["access_token"].startswith("emu-") and "earthengine" in token["scope"]
+    finally:
+        stop(proc)

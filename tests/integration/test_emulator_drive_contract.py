@@ -22,7 +22,9 @@ def drive(gee_conn: str) -> DriveHook:
 
 
 def seed(emu, folder: str, name: str, size: int, seed: int = 0) -> dict:
-    return admin(emu, "drive/files", {"folder": folder, "name": name, "size": size, "seed": seed})
+    """A file in the Drive of the connection's identity (the emulator's service account)."""
+    owner = emu.service_account_key["client_email"]
+    return admin(emu, "drive/files", {"folder": folder, "name": name, "size": size, "seed": seed, "owner": owner})
 
 
 def test_google_drive_hook_methods_work_against_the_emulator(drive, emulator):
@@ -104,7 +106,9 @@ def test_cut_download_is_resumed_by_ranged_retries(drive, emulator, tmp_path):
     assert md5 == f["md5Checksum"]
 
 
-@pytest.mark.emulator(drive_quota_bytes=5000)
+@pytest.mark.emulator(service_account_drive_quota_bytes=5000)
 def test_about_reports_limit_and_usage(drive, emulator):
+    # the caller's own storage: the service account's (an older account with 5000 bytes)
     seed(emulator, "q", "x.bin", 1200)
+    admin(emulator, "drive/files", {"folder": "q", "name": "theirs.bin", "size": 700, "owner": "a@example.com"})
     assert drive.storage_quota() == {"limit": 5000, "usage": 1200}

@@ -48,6 +48,13 @@ class GeeConnectionMixin:
             if isinstance(exc, AirflowNotFoundException):
                 raise
             conn_id = getattr(self, "gcp_conn_id", None)
+            if not (self._get_field("keyfile_dict", None) or self._get_field("key_path", None)):  # type: ignore[attr-defined]
+                raise GeeConfigurationError(
+                    f"Connection {conn_id!r} has no key, so it uses Application Default Credentials, which failed "
+                    f"({exc}): run `gcloud auth application-default login` on the workers (or point "
+                    "GOOGLE_APPLICATION_CREDENTIALS at a credentials file), and name the project with "
+                    "GOOGLE_CLOUD_PROJECT or `gcloud config set project`."
+                ) from exc
             raise GeeConfigurationError(
                 f"The service-account key of connection {conn_id!r} cannot be used ({exc}): give the JSON key file "
                 "Google issued, unchanged, as keyfile_dict or key_path (create a new key if it is damaged)."

@@ -44,7 +44,7 @@ from airflow_provider_gee.utils.operations import ACTIVE_STATES, DESTINATIONS, E
 # also by the resumed half, which needs none of them (tests/unit/test_import_cost.py keeps it so).
 
 #: connections (and impersonation chains) whose identity was seen to have Drive storage, per process
-_DRIVE_STORAGE_OK: set[tuple[str, str]] = set()
+_DRIVE_STORAGE_OK: set[tuple[str, str, str | None]] = set()
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
 MAX_DESCRIPTION = 100
@@ -366,12 +366,13 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         (since 2025), so their Drive exports would fail in EE after queueing. Checked once per
         connection and process (Drive ``about``), as the answer does not change during a run.
         """
-        key = (self.gcp_conn_id, str(self.impersonation_chain))
-        if key in _DRIVE_STORAGE_OK:
-            return
         from airflow_provider_gee.hooks.drive import DriveHook
 
-        quota = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain).storage_quota()
+        drive = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+        key = (self.gcp_conn_id, str(self.impersonation_chain), drive.drive_api_url)
+        if key in _DRIVE_STORAGE_OK:
+            return
+        quota = drive.storage_quota()
         if quota["limit"] == 0:  # none at all (a full Drive may free up as harvests run: EE says so then)
             raise GeeConfigurationError(
                 f"Connection {self.gcp_conn_id!r} has no Drive storage (limit 0 bytes): EE writes Drive exports "

@@ -106,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_json(path: str, data: object, mode: int) -> None:
+    """Write ``data`` to a new file (or over an old one) created with ``mode``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = EmulatorConfig(
@@ -137,13 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     if args.connection_file:
-        fd = os.open(args.connection_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"google_cloud_default": server.connection(user=args.user)}, fh)
+        _write_json(args.connection_file, {"google_cloud_default": server.connection(user=args.user)}, 0o644)
     if args.write_user_credentials:  # a credential: readable by its owner only
-        fd = os.open(args.write_user_credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(server.user_credentials(args.user_email), fh)
+        _write_json(args.write_user_credentials, server.user_credentials(args.user_email), 0o600)
     print(f"listening on {server.url}", flush=True)
     if args.print_connection:
         print(json.dumps(server.connection(user=args.user)), flush=True)
