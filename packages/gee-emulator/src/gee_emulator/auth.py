@@ -165,6 +165,7 @@ class TokenAuthority:
         return {
             "type": "authorized_user", "account": email, "client_id": client_id, "client_secret": client_secret,
             "refresh_token": refresh_token, "token": issued["access_token"], "expiry": expiry,
+            "token_uri": self.audience,  # what gcloud writes; google-auth itself always refreshes at Google
             "scopes": list(scopes), "quota_project_id": quota_project,
         }  # fmt: skip
 
