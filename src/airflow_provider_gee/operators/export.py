@@ -41,7 +41,7 @@ from airflow_provider_gee.utils.operations import ACTIVE_STATES, DESTINATIONS, E
 # The hook and triggers (the Google provider's base hook, googleapiclient, aiohttp) and geopandas,
 # pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every task
 # process parses its DAG file, so a module-level import is paid on every task start of every tile,
-# also by the resumed half, which needs none of them (tests/unit/test_import_cost.py keeps it so).
+# also by the resumed half, which needs none of them (tests/integration/test_import_cost.py keeps it so).
 
 #: connections (and impersonation chains) whose identity was seen to have Drive storage, per process
 _DRIVE_STORAGE_OK: set[tuple[str, str, str | None]] = set()

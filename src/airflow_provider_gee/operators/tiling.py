@@ -19,7 +19,7 @@ from airflow_provider_gee.operators.base import GeeBaseOperator
 
 # geopandas, pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every
 # task process parses its DAG file, so an import here costs ~0.3 CPU-s on every task start of every
-# tile (tests/unit/test_import_cost.py keeps it out)
+# tile (tests/integration/test_import_cost.py keeps it out)
 
 
 def check_map_length(count: int, what: str) -> None:
