@@ -211,15 +211,13 @@ def test_a_file_older_than_the_ee_task_is_not_taken(gee_conn, emulator, tmp_path
 def test_parts_that_show_over_several_listings_are_all_harvested(gee_conn, emulator, tmp_path):
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
     result = export_result(hook, description="lag", folder="lagging", fileNamePrefix="lag", region=BERLIN, scale=60)
-    written = len(result["destination_uris"]) if len(result["destination_uris"]) > 1 else None
     manifest = DriveHarvestOperator(
         task_id="h", destination=str(tmp_path), export_result=result, gcp_conn_id=gee_conn, settle_seconds=1.6
     ).execute({})
-    parts = emulator.stats()["requests"]
+    requests_seen = emulator.stats()["requests"]
     assert manifest["file_count"] > 4, manifest["file_count"]
-    assert written is None or manifest["file_count"] == written
     assert emulator.stats()["drive_files"] == 0  # every part harvested: none left behind
-    assert parts["drive.files.list"] >= 2
+    assert requests_seen["drive.files.list"] >= 2  # it listed again before taking the parts
 
 
 @pytest.mark.parametrize("on_undeletable", ["keep", "trash"])

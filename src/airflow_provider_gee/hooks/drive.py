@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -190,6 +191,27 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
     def delete_file(self, file_id: str) -> None:
         """Delete a file for good (frees quota; trashing would not)."""
         self.get_conn().files().delete(fileId=file_id, supportsAllDrives=True).execute(num_retries=self.num_retries)
+
+    def trash_file(self, file_id: str) -> None:
+        """Move a file to the trash (where this identity may trash but not delete it)."""
+        self.get_conn().files().update(fileId=file_id, body={"trashed": True}, supportsAllDrives=True).execute(
+            num_retries=self.num_retries
+        )
+
+    @staticmethod
+    def refusal(exc: Exception) -> str | None:
+        """Drive's reason and message when it refuses this identity a file (a 403 that is not a
+        rate limit, e.g. ``insufficientFilePermissions``); ``None`` for any other error."""
+        from googleapiclient.errors import HttpError
+
+        if not isinstance(exc, HttpError) or exc.resp.status != 403:
+            return None
+        try:
+            error = json.loads(exc.content)["error"]
+            reason = (error.get("errors") or [{}])[0].get("reason", "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return None if "RateLimit" in reason or "rateLimit" in reason else f"{reason}: {error.get('message')}"
 
     def storage_quota(self) -> dict[str, int | None]:
         """``{"limit": bytes or None (unlimited), "usage": bytes}``."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 import threading
@@ -99,9 +98,9 @@ class _DriveSource:
     def list(self) -> list[RemoteFile]:
         files = self.hook.list_folder(self.folder_id, export_prefix=self.prefix)
         return [
-            RemoteFile(f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"), _rfc3339(f["createdTime"]))
-            if f.get("createdTime")
-            else RemoteFile(f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"))
+            RemoteFile(
+                f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"), _rfc3339(f.get("createdTime"))
+            )
             for f in files
         ]
 
@@ -114,23 +113,10 @@ class _DriveSource:
         self.hook.delete_file(f.id)
 
     def trash(self, f: RemoteFile) -> None:
-        self.hook.get_conn().files().update(fileId=f.id, body={"trashed": True}, supportsAllDrives=True).execute(
-            num_retries=self.hook.num_retries
-        )
+        self.hook.trash_file(f.id)
 
-    @staticmethod
-    def refusal(exc: Exception) -> str | None:
-        """Drive's message when it refuses this identity the file (403 other than a rate limit)."""
-        from googleapiclient.errors import HttpError
-
-        if not isinstance(exc, HttpError) or exc.resp.status != 403:
-            return None
-        try:
-            error = json.loads(exc.content)["error"]
-            reason = (error.get("errors") or [{}])[0].get("reason", "")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-        return None if "RateLimit" in reason or "rateLimit" in reason else f"{reason}: {error.get('message')}"
+    def refusal(self, exc: Exception) -> str | None:
+        return self.hook.refusal(exc)
 
     def where(self) -> str:
         return f"Drive folder {self.folder_id} (export {self.prefix!r})"
