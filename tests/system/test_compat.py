@@ -13,7 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# the fixture builds two virtualenvs from scratch (about 10 minutes on 2 cores): above the default
+# per-test timeout, which counts a fixture's setup against the first test that uses it
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 
 @pytest.fixture(scope="module")
