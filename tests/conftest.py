@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,16 @@ def gcs_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     storage.Client(project="p", credentials=AnonymousCredentials()).create_bucket("landing")
     yield url
     server.stop()
+
+
+@pytest.fixture
+def user_conn(emulator, monkeypatch, tmp_path: Path) -> str:
+    """A connection with no key: the hooks take Application Default Credentials, here a person's
+    ``authorized_user`` file, as after ``gcloud auth application-default login``."""
+    path = tmp_path / "adc.json"
+    path.write_text(json.dumps(emulator.user_credentials("analyst@example.com")))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    conn = emulator.connection(user=True)
+    conn["extra"]["retry_initial_seconds"] = 0.01
+    monkeypatch.setenv("AIRFLOW_CONN_GEE_USER", json.dumps(conn))
+    return "gee_user"

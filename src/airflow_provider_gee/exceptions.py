@@ -7,6 +7,7 @@ own message and says whether trying again can help, so callers never have to par
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from airflow.exceptions import AirflowException
@@ -14,6 +15,9 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 
 #: HTTP codes for which a later identical request may succeed (rate limits and server trouble).
 RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
+#: EE's answer when the project's queue is full (3,000 tasks): waiting helps, whatever the status
+#: code (Google does not document it)
+QUEUE_FULL = re.compile(r"Too many tasks already in the queue")
 
 
 class EarthEngineError(AirflowException):
@@ -48,7 +52,7 @@ class EarthEngineError(AirflowException):
             message or f"HTTP {status_code}",
             status_code=status_code,
             status=status,
-            retryable=status_code in RETRYABLE_STATUS_CODES,
+            retryable=status_code in RETRYABLE_STATUS_CODES or bool(QUEUE_FULL.search(message)),
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

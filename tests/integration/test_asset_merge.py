@@ -88,7 +88,7 @@ def test_twelve_hundred_parts_merge_in_levels_without_leftovers(gee_conn, emulat
     assert run.state == "success"
     hook = EarthEngineHook(gcp_conn_id=gee_conn)
     assert hook.get_asset("merged/big")["featureCount"] == str(total)
-    assert [a["id"] for a in hook.list_assets("merged")] == ["merged/big"]  # no intermediates left
+    assert [a["name"] for a in hook.list_assets("merged")] == [hook.asset_name("merged/big")]  # no intermediates left
     assert list(hook.list_assets("parts")) == []
     stats = emulator.stats()
     assert stats["operations"] == 13  # 12 merges of 100 parts, then one of the 12 intermediates
@@ -102,6 +102,19 @@ def test_existing_destination_with_the_right_count_is_kept(gee_conn, emulator):
     run, _ = run_dag(merge_dag(source_folder="parts", destination_asset="merged/x"))
     assert run.state == "success"
     run, dag_id = run_dag(merge_dag(source_folder="parts", destination_asset="merged/x"))
+    assert run.state == "success" and xcom_values(dag_id, "merge")[0]["export_skipped"] is True
+    assert emulator.stats()["operations"] == 1
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_an_empty_merged_table_is_kept_on_a_rerun(gee_conn, emulator):
+    # EE omits featureCount when it is 0: an empty table must read as 0 features, not as a mismatch
+    assert seed_parts(emulator, 2, per_part=0) == 0
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    run, _ = run_dag(merge_dag(source_folder="parts", destination_asset="merged/empty"))
+    assert run.state == "success"
+    assert "featureCount" not in EarthEngineHook(gcp_conn_id=gee_conn).get_asset("merged/empty")
+    run, dag_id = run_dag(merge_dag(source_folder="parts", destination_asset="merged/empty"))
     assert run.state == "success" and xcom_values(dag_id, "merge")[0]["export_skipped"] is True
     assert emulator.stats()["operations"] == 1
 

@@ -228,16 +228,18 @@ def test_assets_folders_listing_copy_and_delete(hook, emulator):
                 "features": [{"type": "Feature", "geometry": None, "properties": {"i": i}}],
             },
         )
-    everything = [a["id"] for a in hook.list_assets("a", recursive=True)]
+    # a Cloud project's asset ids are full names, as EE gives them (ee.data.getAssetRoots)
+    root = f"projects/{TEST_PROJECT}/assets/"
+    everything = [a["id"].removeprefix(root) for a in hook.list_assets("a", recursive=True)]
     assert sorted(everything) == ["a/b", "a/b/c", "a/b/t0", "a/b/t1", "a/b/t2"]
-    assert [a["id"] for a in hook.list_assets("a", recursive=True, pattern="b/t*")] == [
+    assert [a["id"].removeprefix(root) for a in hook.list_assets("a", recursive=True, pattern="b/t*")] == [
         "a/b/t0",
         "a/b/t1",
         "a/b/t2",
     ]
     assert len(list(hook.list_assets("a/b", page_size=2))) == 4
     roots = [a["id"] for a in hook.list_assets(f"projects/{TEST_PROJECT}")]
-    assert roots == ["a"]
+    assert roots == [f"{root}a"]
     hook.copy_asset("a/b/t0", "a/b/c/t0-copy")
     assert hook.get_asset("a/b/c/t0-copy")["featureCount"] == "1"
     with pytest.raises(EarthEngineError, match="is not empty") as err:

@@ -6,7 +6,6 @@ emulator as the only stand-in."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from googleapiclient.errors import HttpError
@@ -21,19 +20,6 @@ from tests.helpers import export_constant, wait_for
 pytestmark = pytest.mark.integration
 
 GOOGLE_DEFAULT = pytest.mark.emulator(service_account_drive_quota_bytes=0)
-
-
-@pytest.fixture
-def user_conn(emulator, monkeypatch, tmp_path: Path) -> str:
-    """A connection with no key: the hooks take Application Default Credentials, here a person's
-    ``authorized_user`` file, as after ``gcloud auth application-default login``."""
-    path = tmp_path / "adc.json"
-    path.write_text(json.dumps(emulator.user_credentials("analyst@example.com")))
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
-    conn = emulator.connection(user=True)
-    conn["extra"]["retry_initial_seconds"] = 0.01
-    monkeypatch.setenv("AIRFLOW_CONN_GEE_USER", json.dumps(conn))
-    return "gee_user"
 
 
 def _state(hook: EarthEngineHook, name: str) -> dict:

@@ -20,6 +20,13 @@ def test_error_from_a_google_error_body_keeps_message_and_status():
     assert EarthEngineError.from_response(502, b"<html>bad gateway</html>").message == "<html>bad gateway</html>"
 
 
+def test_a_full_queue_is_transient_whatever_status_ee_gives_it():
+    body = b'{"error": {"code": 400, "message": "Too many tasks already in the queue (3000). Please wait for some of '
+    body += b'them to complete.", "status": "FAILED_PRECONDITION"}}'
+    err = EarthEngineError.from_response(400, body)
+    assert err.retryable and err.message.startswith("Too many tasks already in the queue (3000).")
+
+
 def test_error_survives_pickling_with_its_fields():
     err = pickle.loads(pickle.dumps(EarthEngineError("m", status_code=503, status="UNAVAILABLE", retryable=True)))
     assert (err.message, err.status_code, err.status, err.retryable) == ("m", 503, "UNAVAILABLE", True)

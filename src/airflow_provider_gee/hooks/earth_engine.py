@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 import aiohttp
+import google.auth.exceptions
 import requests
 from airflow.providers.google.common.hooks.base_google import GoogleBaseAsyncHook, GoogleBaseHook
 from asgiref.sync import sync_to_async
@@ -30,7 +31,7 @@ from google.auth.transport.requests import AuthorizedSession, Request
 
 from airflow_provider_gee.exceptions import EarthEngineError, GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
-from airflow_provider_gee.utils.operations import DESTINATIONS, EXPORT_KINDS, QUEUE_PAGES, count_active
+from airflow_provider_gee.utils.operations import DESTINATIONS, EXPORT_KINDS, LIST_MAX_PAGES, count_active
 from airflow_provider_gee.utils.retry import RetryPolicy, async_call_with_retry, call_with_retry
 
 ExportKind = Literal["image", "table"]
@@ -166,8 +167,11 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         return f"projects/{self.project}/operations/{operation}"
 
     def asset_name(self, asset_id: str) -> str:
-        """Full asset name ``projects/P/assets/...`` from a full name, a legacy id or a path
-        relative to the hook's project."""
+        """Full asset name ``projects/P/assets/...`` of an asset this job writes or owns: a full
+        name, a legacy ``users/...`` id, or a path relative to the connection's project.
+
+        Inputs read from the catalogue resolve differently: see :meth:`input_asset_name`.
+        """
         asset_id = asset_id.strip().rstrip("/")
         if not asset_id:
             raise GeeConfigurationError("An empty asset id was given; name the asset, e.g. 'folder/table'.")
@@ -182,35 +186,56 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
             return f"projects/earthengine-legacy/assets/{asset_id}"
         return f"projects/{self.project}/assets/{asset_id}"
 
+    @staticmethod
+    def input_asset_name(asset_id: str) -> str:
+        """Full name of an asset to read, resolved as ``ee`` resolves it
+        (``ee/_cloud_api_utils.convert_asset_id_to_asset_name``): a relative id such as
+        ``USGS/SRTMGL1_003`` is a public catalogue asset (``projects/earthengine-public/assets/...``),
+        ``users/...`` a legacy one; give your own project's inputs in full
+        (``projects/P/assets/...``)."""
+        asset_id = asset_id.strip().rstrip("/")
+        if not asset_id:
+            raise GeeConfigurationError("An empty asset id was given; name the asset, e.g. 'USGS/SRTMGL1_003'.")
+        if re.fullmatch(r"projects/[^/]+/assets/.+", asset_id):
+            return asset_id
+        if asset_id.split("/")[0] in ("users", "projects"):
+            return f"projects/earthengine-legacy/assets/{asset_id}"
+        return f"projects/earthengine-public/assets/{asset_id}"
+
     # ------------------------------------------------------------------ operations
 
     def get_operation(self, operation: str) -> dict[str, Any]:
         """One operation (an EE batch task) by name or id."""
         return self.request("GET", self.operation_name(operation))
 
-    def list_operations(self, page_size: int = 500) -> Iterator[dict[str, Any]]:
-        """All operations of the project, newest first, following ``nextPageToken``.
+    def list_operations(self, page_size: int = 500, max_pages: int | None = None) -> Iterator[dict[str, Any]]:
+        """The operations EE lists for this connection's identity: its own recent tasks only
+        (ee/data.py: one "for each task submitted to EE by the current user"; finished ones age
+        out), in no documented order, following ``nextPageToken`` (at most ``max_pages`` pages).
 
         One listing serves many tasks: prefer it to one :meth:`get_operation` per task when many
         are watched at once.
         """
-        for page in self.pages(f"projects/{self.project}/operations", page_size):
+        for page in self.pages(f"projects/{self.project}/operations", page_size, max_pages=max_pages):
             yield from page.get("operations", [])
 
     def count_active_operations(self) -> int:
-        """Tasks the project has PENDING or RUNNING in EE (started by anyone), from the newest
-        ``QUEUE_PAGES`` pages of the listing; stops early at a page with no active task."""
-        active = 0
-        for page in self.pages(f"projects/{self.project}/operations", 500, max_pages=QUEUE_PAGES):
-            in_page = count_active(page.get("operations", []))
-            active += in_page
-            if not in_page:
-                break
-        return active
+        """Tasks this identity has PENDING or RUNNING in EE's queue of the project. EE lists only
+        the caller's tasks, in no documented order, so every page is read (up to ``LIST_MAX_PAGES``;
+        a longer listing makes the count a lower bound)."""
+        return count_active(list(self.list_operations(500, max_pages=LIST_MAX_PAGES)))
 
     def cancel_operation(self, operation: str) -> None:
-        """Ask EE to cancel a task; a task that already ended is left as it is."""
-        self.request("POST", f"{self.operation_name(operation)}:cancel", json={})
+        """Ask EE to cancel a task. A task that has ended already is left as it is, whatever EE
+        answers for it (its status for this case is not documented)."""
+        name = self.operation_name(operation)
+        try:
+            self.request("POST", f"{name}:cancel", json={})
+        except EarthEngineError as exc:
+            if exc.retryable or exc.status_code == 404:
+                raise
+            if not self.get_operation(name).get("done"):
+                raise
 
     # ------------------------------------------------------------------ exports
 
@@ -296,7 +321,8 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
             try:
                 self.request("POST", f"{project_root}/assets", params={"assetId": relative}, json={"type": "FOLDER"})
             except EarthEngineError as exc:
-                if exc.status_code != 409:  # created meanwhile by someone else
+                # created meanwhile by someone else: EE's status for it is not documented, so look
+                if exc.retryable or (self.get_asset(target) or {}).get("type") != "FOLDER":
                     raise
         return name
 
@@ -439,7 +465,16 @@ class EarthEngineAsyncHook(GoogleBaseAsyncHook):
             self._credentials = await sync_to_async(hook.get_credentials)()
         async with self._refreshing:
             if not self._credentials.valid:
-                await sync_to_async(self._credentials.refresh)(Request())
+                try:
+                    await sync_to_async(self._credentials.refresh)(Request())
+                except google.auth.exceptions.GoogleAuthError as exc:
+                    # a revoked key or a deleted account never heals; a network hiccup does
+                    retryable = isinstance(exc, google.auth.exceptions.TransportError) or bool(
+                        getattr(exc, "retryable", False)
+                    )
+                    raise EarthEngineError(
+                        f"Connection {self.gcp_conn_id!r} could not get an access token: {exc}", retryable=retryable
+                    ) from exc
         return self._credentials.token
 
     async def request(

@@ -18,6 +18,11 @@ from airflow_provider_gee.operators.export import request_id, sanitize_descripti
 _STATE_KEY = "gee_merge_level"
 
 
+def feature_count(asset: dict[str, Any]) -> int:
+    """A table asset's ``featureCount``: EE sends int64 as a string and omits it when it is 0."""
+    return int(asset.get("featureCount") or 0)
+
+
 class AssetMergeOperator(GeeBaseOperator):
     """Merge table assets (FeatureCollections) into one destination asset.
 
@@ -117,7 +122,7 @@ class AssetMergeOperator(GeeBaseOperator):
         asset = self.hook.get_asset(name)
         if asset is None or asset.get("type") != "TABLE":
             raise GeeConfigurationError(f"Part {name!r} is not an existing table asset.")
-        return int(asset.get("featureCount", 0))
+        return feature_count(asset)
 
     def _properties(self, name: str) -> set[str]:
         first = next(iter(self.hook.list_features(name, page_size=1)), None)
@@ -134,7 +139,7 @@ class AssetMergeOperator(GeeBaseOperator):
         self.log.info("Merging %d parts (%d features) into %s", len(parts), total, destination)
         existing = self.hook.get_asset(destination)
         if existing is not None:
-            have = int(existing.get("featureCount", -1))
+            have = feature_count(existing)
             if have == total:
                 self.log.info("%s already holds the %d features: keeping it, no export", destination, total)
                 return self._finish(context, parts, counts, [], skipped=True)
@@ -173,11 +178,7 @@ class AssetMergeOperator(GeeBaseOperator):
                 group, target = plan["groups"][index], plan["targets"][index]
                 final = len(plan["targets"]) == 1
                 existing = self.hook.get_asset(target)
-                if (
-                    not final
-                    and existing is not None
-                    and int(existing.get("featureCount", -1)) == plan["expected"][target]
-                ):
+                if not final and existing is not None and feature_count(existing) == plan["expected"][target]:
                     continue  # an intermediate from an earlier try, already right
                 self.hook.initialize_ee()
                 merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()

@@ -36,7 +36,14 @@ from airflow_provider_gee.exceptions import (
 from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_id, drive_folder_url
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthEngineTaskLink, asset_url, task_url
 from airflow_provider_gee.operators.base import GeeBaseOperator, default_deferrable
-from airflow_provider_gee.utils.operations import ACTIVE_STATES, DESTINATIONS, EXPORT_KINDS, TERMINAL_STATES, summarize
+from airflow_provider_gee.utils.operations import (
+    ACTIVE_STATES,
+    DEFAULT_WAIT_TIMEOUT,
+    DESTINATIONS,
+    EXPORT_KINDS,
+    TERMINAL_STATES,
+    summarize,
+)
 
 # The hook and triggers (the Google provider's base hook, googleapiclient, aiohttp) and geopandas,
 # pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every task
@@ -48,6 +55,10 @@ _DRIVE_STORAGE_OK: set[tuple[str, str, str | None]] = set()
 _REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
 _DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
 MAX_DESCRIPTION = 100
+#: requestIds tried in one submission when EE refuses a spent one
+MAX_GENERATION_STEPS = 3
+#: EE's refusal of a requestId used before with another body (the wording is not documented)
+REQUEST_ID_REFUSED = re.compile(r"request[ _-]?id", re.IGNORECASE)
 
 
 def sanitize_description(text: str) -> str:
@@ -75,7 +86,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     :param build: ``build(tile, context)`` returning the ``ee.Image`` or ``ee.FeatureCollection`` to
         export (``context["data_interval_start"]`` etc. for time series). Called only when a new EE
         task must be submitted.
-    :param asset: instead of ``build``, an EE asset id to export as it is.
+    :param asset: instead of ``build``, an EE asset id to export as it is; resolved as ``ee`` does
+        (``USGS/SRTMGL1_003`` is the public catalogue's): give your own assets in full.
     :param export_type: ``"image"`` or ``"table"``.
     :param destination: ``"drive"``, ``"asset"`` or ``"gcs"`` (templated). EE writes Drive exports
         as the caller: service accounts have no Drive storage, so they export to ``"gcs"``.
@@ -102,11 +114,14 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     :param deferrable: wait in the triggerer instead of in the worker (default: Airflow's
         ``[operators] default_deferrable``). Either way the task holds its pool slot while it waits.
     :param poll_interval: seconds between status checks.
-    :param wait_timeout: seconds to wait for the EE task before cancelling it and failing.
+    :param wait_timeout: seconds to wait for the EE task before cancelling it and failing (default:
+        the task's ``execution_timeout`` if set, else EE's own 10-day limit on a task plus an hour).
     :param max_ee_queue: admission control: before submitting, wait (deferred, holding the pool
-        slot) while the project has this many tasks PENDING or RUNNING in EE, counting tasks
-        started outside Airflow too. A soft limit: tiles admitted at the same moment may exceed it
-        briefly; the pool stays the hard bound.
+        slot) while the connection's identity has this many tasks PENDING or RUNNING in the
+        project, counting its tasks started outside Airflow too (EE lists only the caller's own
+        tasks: other identities' are not seen). A soft limit: tiles admitted at the same moment
+        may exceed it briefly; the pool stays the hard bound. It is also the way to stay clear of
+        EE's queue limit (3,000 tasks per project), whose refusals are otherwise retried.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
@@ -169,6 +184,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self.export_options = export_options
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
+        if wait_timeout is None:
+            wait_timeout = self.execution_timeout.total_seconds() if self.execution_timeout else DEFAULT_WAIT_TIMEOUT
         self.wait_timeout = wait_timeout
         self.max_ee_queue = max_ee_queue
         self._operation: dict[str, Any] | None = None
@@ -257,6 +274,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
     def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         # ``event`` is set when admission control let this task through (GeeQueueTrigger)
+        if event is not None and event.get("status") == "error":
+            raise EarthEngineError(f"Admission control could not read EE's queue: {event.get('message')}")
         self.validate()
         if not AIRFLOW_V_3_3_PLUS:
             return self._execute_without_state_store(context)
@@ -283,14 +302,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 self.description,
             )
         elif (ti.try_number or 1) > 1:
-            description = self.task_description(context)
-            run_start = getattr(context.get("dag_run"), "start_date", None)
-            own = [
-                op
-                for op in (summarize(o) for o in self.hook.list_operations())
-                if op["description"] == description and _created_since(op, run_start)
-            ]
-            own.sort(key=lambda op: op.get("create_time") or "", reverse=True)
+            own = self._own_operations(context)
             self.log.info("Airflow < 3.3: found %d earlier EE task(s) of this task instance in EE", len(own))
         if own:
             latest = own[0]
@@ -341,23 +353,64 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self._admit(context)
         if self.destination == "drive":
             self._check_drive_storage()
-        rid = self._request_id(context, generation)
         description = self.task_description(context)
         self.hook.initialize_ee()
         ee_object = self._ee_object(context)
-        try:
-            op = self.hook.start_export(
-                ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
-                **self._export_args(description),
-            )  # fmt: skip
-        except EarthEngineError as exc:
-            if exc.retryable:
-                raise  # an Airflow retry asks again with the same requestId: no duplicate
-            raise EarthEngineRejected(f"Earth Engine rejected export {description!r}: {exc.message}") from exc
-        self._operation = summarize(op)
-        self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
+        for _ in range(MAX_GENERATION_STEPS):
+            rid = self._request_id(context, generation)
+            try:
+                op = summarize(
+                    self.hook.start_export(
+                        ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
+                        **self._export_args(description),
+                    )
+                )  # fmt: skip
+                self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
+                break
+            except EarthEngineError as exc:
+                if exc.retryable:
+                    raise  # an Airflow retry asks again with the same requestId: no duplicate
+                earlier = self._refused_submission(context, description, rid, exc)
+                if earlier is not None:
+                    op = earlier
+                    break
+                generation += 1  # the requestId is spent (its task failed or EE forgot it): the next one
+        else:
+            raise EarthEngineRejected(f"Earth Engine refused {MAX_GENERATION_STEPS} requestIds for {description!r}.")
+        self._operation = op
         self._persist_links(context, op["name"])
         return {"operation": op["name"], "generation": generation, "request_id": rid}
+
+    def _refused_submission(
+        self, context: Context, description: str, rid: str, exc: EarthEngineError
+    ) -> dict[str, Any] | None:
+        """EE refused a submission for good. Either the requestId was used before with another
+        body (a retry's ``build`` need not give the same expression; EE may refuse such a repeat),
+        and then this task instance's EE task is taken from EE's listing, or the next requestId is
+        to be tried (returns ``None``); or the export itself was refused: fail without retries."""
+        own = self._own_operations(context, description)
+        if own and own[0]["state"] not in ("FAILED", "CANCELLED"):
+            self.log.warning(
+                "EE refused requestId %s (%s); this task instance's EE task %s (%s) is taken instead",
+                rid, exc.message, own[0]["name"], own[0]["state"],
+            )  # fmt: skip
+            return own[0]
+        if REQUEST_ID_REFUSED.search(exc.message):
+            self.log.warning("EE refused requestId %s (%s): submitting with the next one", rid, exc.message)
+            return None
+        raise EarthEngineRejected(f"Earth Engine rejected export {description!r}: {exc.message}") from exc
+
+    def _own_operations(self, context: Context, description: str | None = None) -> list[dict[str, Any]]:
+        """This task instance's EE tasks in EE's listing, newest created first: the same description,
+        created since its DAG run started (EE lists the caller's recent tasks, in no set order)."""
+        description = description or self.task_description(context)
+        run_start = getattr(context.get("dag_run"), "start_date", None)
+        own = [
+            op
+            for op in (summarize(o) for o in self.hook.list_operations())
+            if op["description"] == description and _created_since(op, run_start)
+        ]
+        return sorted(own, key=lambda op: op.get("create_time") or "", reverse=True)
 
     def _check_drive_storage(self) -> None:
         """Fail before submitting when the identity has no Drive storage of its own.
@@ -404,11 +457,44 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         self._stored = external_id
-        self._operation = summarize(self.hook.get_operation(external_id["operation"]))
+        try:
+            self._operation = summarize(self.hook.get_operation(external_id["operation"]))
+        except EarthEngineError as exc:
+            if exc.status_code != 404:
+                raise
+            return self._forgotten_operation(external_id["operation"], context)
         self.log.info("Stored EE task %s is %s", external_id["operation"], self._operation["state"])
         if self._operation["state"] in ACTIVE_STATES:
             self._persist_links(context, external_id["operation"])
         return str(self._operation["state"])
+
+    def _forgotten_operation(self, name: str, context: Context) -> str:
+        """EE no longer knows a stored operation (it keeps tasks for a while only): done if the
+        export's outputs exist, else submitted again (``FORGOTTEN`` makes the mixin resubmit)."""
+        if self._outputs_exist(context):
+            self.log.info("EE no longer knows EE task %s; its outputs exist: not submitting again", name)
+            self._operation = {"name": name, "state": "SUCCEEDED", "description": self.task_description(context)}
+            return "SUCCEEDED"
+        self.log.warning("EE no longer knows EE task %s and its outputs are missing: submitting again", name)
+        return "FORGOTTEN"
+
+    def _outputs_exist(self, context: Context) -> bool:
+        """Whether the export's destination holds its outputs (the asset; files named as EE names them)."""
+        if self.destination == "asset":
+            return self.hook.get_asset(self._fill(self.asset_id) or "") is not None
+        prefix = self._fill(self.file_name_prefix) or self.task_description(context)
+        from airflow_provider_gee.operators.harvest import _DriveSource, _GcsSource
+
+        if self.destination == "gcs":
+            return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket, prefix).list())
+        from airflow_provider_gee.hooks.drive import DriveHook
+
+        drive = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+        try:
+            folder_id = drive.export_folder(self.folder, prefix)
+        except GeeConfigurationError:  # no folder of that name: nothing was written
+            return False
+        return bool(_DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id, prefix).list())
 
     def is_job_active(self, status: str) -> bool:
         return status in ACTIVE_STATES
@@ -460,7 +546,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         import ee
 
         if self.asset is not None:
-            name = self.hook.asset_name(self.asset)
+            name = self.hook.input_asset_name(self.asset)
             return ee.Image(name) if self.export_type == "image" else ee.FeatureCollection(name)
         obj = self.build(self.tile, context)  # type: ignore[misc]
         expected = ee.Image if self.export_type == "image" else ee.FeatureCollection

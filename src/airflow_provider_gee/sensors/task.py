@@ -24,7 +24,8 @@ class GeeTaskSensor(GeeHookMixin, BaseSensorOperator):
 
     :param operations: operation names or ids (templated).
     :param description_prefix: wait for every EE task whose description starts with this
-        (templated); while none exists yet, the sensor keeps waiting.
+        (templated); while none exists yet, the sensor keeps waiting. Only the connection
+        identity's own recent tasks are seen: EE lists the caller's tasks, not the project's.
     :param fail_on_error: fail as soon as one task fails; otherwise wait for all and report.
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate (templated).

@@ -2,8 +2,13 @@
 
 All triggers of one connection in a triggerer process share ONE poll per interval
 (:class:`OperationPoller`): a few watched operations are read one by one, many are read from the
-project's operations listing (newest first, paged, stopping as soon as every watched operation
-has been seen). 1,000 waiting tiles thus cost a handful of requests per interval, not 1,000.
+operations listing (paged, stopping as soon as every watched operation has been seen, and after
+``LIST_MAX_PAGES`` pages at most), and whatever the listing did not show is read one by one. EE
+lists only the caller's recent tasks, in no documented order, so nothing relies on the order.
+1,000 waiting tiles thus cost a handful of requests per interval, not 1,000.
+
+A listing or read that fails for good (403, a revoked key) ends every trigger that waits on it
+with an ``error`` event carrying EE's message; transient failures back the poll interval off.
 
 Airflow 3.3's shared trigger streams (``BaseEventTrigger.shared_stream_key``) do not fit: they are
 meant for event-driven scheduling, and the shared stream does not know which operations its
@@ -25,13 +30,21 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
-from airflow_provider_gee.utils.operations import QUEUE_PAGES, TERMINAL_STATES, count_active, summarize
+from airflow_provider_gee.utils.operations import (
+    DEFAULT_WAIT_TIMEOUT,
+    LIST_MAX_PAGES,
+    TERMINAL_STATES,
+    count_active,
+    summarize,
+)
 
 log = logging.getLogger(__name__)
 
 #: Up to this many watched operations are read with one GET each; more are read from the listing.
 GET_EACH_UP_TO = 3
 LIST_PAGE_SIZE = 500
+#: the longest wait between polls after failures in a row
+MAX_BACKOFF_SECONDS = 600.0
 
 
 @dataclass(eq=False)
@@ -86,13 +99,25 @@ class OperationPoller:
         self.watches.discard(w)
 
     async def _run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-            while self.watches:
-                try:
-                    await self.poll_once(session)
-                except Exception:  # a poll that fails must not end the loop for everybody
-                    log.exception("Polling Earth Engine operations failed; trying again next interval")
-                await asyncio.sleep(self.interval)
+        # No await between the last look at ``self.watches`` and returning: a watcher added while
+        # the session closes is seen by the outer loop, and one added after finds this task done
+        # and starts a new one (``watch``), so no watcher is ever left unpolled.
+        failures = 0
+        while self.watches:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+                while self.watches:
+                    try:
+                        await self.poll_once(session)
+                        failures = 0
+                    except Exception:  # a poll that fails must not end the loop for everybody
+                        failures += 1
+                        log.exception("Polling Earth Engine operations failed (%d in a row); backing off", failures)
+                    await asyncio.sleep(self.delay(failures))
+
+    def delay(self, failures: int) -> float:
+        """Seconds until the next poll: the interval, doubled per failed poll in a row, at most
+        ``MAX_BACKOFF_SECONDS`` (or the interval, when that is longer)."""
+        return max(self.interval, min(self.interval * 2**failures, MAX_BACKOFF_SECONDS))
 
     async def _get(self, session: aiohttp.ClientSession, method: str, path: str, **kw: Any) -> dict[str, Any]:
         self.requests += 1
@@ -114,25 +139,30 @@ class OperationPoller:
         for project in counted:
             by_project.setdefault(project, set())
         for project, names in by_project.items():
-            # one listing serves both: the watched operations, and the queue length (active
-            # tasks among the newest pages, stopping at a page without any)
+            # one listing serves both the watched operations and the queue length. EE lists the
+            # caller's tasks in no documented order: the queue count reads every page (bounded),
+            # and what the listing did not show is read one by one below
             params: dict[str, Any] = {"pageSize": LIST_PAGE_SIZE}
-            pages = active = 0
-            count_more = project in counted
-            while names - found.keys() or count_more:
-                page = await self._get(session, "GET", f"{project}/operations", params=params)
-                pages += 1
-                ops = page.get("operations", [])
-                found.update((op["name"], op) for op in ops if op.get("name") in names)
-                in_page = count_active(ops)
-                active += in_page
-                count_more = count_more and in_page > 0 and pages < QUEUE_PAGES
-                if not page.get("nextPageToken"):
-                    break
-                params = {"pageSize": LIST_PAGE_SIZE, "pageToken": page["nextPageToken"]}
+            active = 0
+            try:
+                for _ in range(LIST_MAX_PAGES):
+                    page = await self._get(session, "GET", f"{project}/operations", params=params)
+                    ops = page.get("operations", [])
+                    found.update((op["name"], op) for op in ops if op.get("name") in names)
+                    active += count_active(ops)
+                    if not page.get("nextPageToken") or not (names - found.keys() or project in counted):
+                        break
+                    params = {"pageSize": LIST_PAGE_SIZE, "pageToken": page["nextPageToken"]}
+            except EarthEngineError as exc:
+                if exc.retryable:
+                    raise  # the whole poll backs off
+                log.error("Listing the EE operations of %s failed for good: %s", project, exc.message)
+                errors.update((name, exc.message) for name in names)
+                errors[project] = exc.message
+                continue
             if project in counted:
                 queues[project] = active
-        for name in wanted - found.keys():  # few watched, or older than the listing reaches
+        for name in wanted - found.keys() - errors.keys():  # few watched, or not in the listing
             try:
                 found[name] = await self._get(session, "GET", name)
             except EarthEngineError as exc:
@@ -146,8 +176,11 @@ class OperationPoller:
                     w.queue.put_nowait((name, found[name], None))
                 elif name in errors:
                     w.queue.put_nowait((name, None, errors[name]))
-            for project in w.projects & queues.keys():
-                w.queue.put_nowait((project, {"active": queues[project]}, None))
+            for project in w.projects:
+                if project in queues:
+                    w.queue.put_nowait((project, {"active": queues[project]}, None))
+                elif project in errors:
+                    w.queue.put_nowait((project, None, errors[project]))
 
 
 class GeeTaskTrigger(BaseTrigger):
@@ -160,7 +193,8 @@ class GeeTaskTrigger(BaseTrigger):
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.
     :param poll_interval: seconds between polls (triggers with the same interval share polls).
-    :param timeout: seconds after which the trigger gives up with a ``timeout`` event.
+    :param timeout: seconds after which the trigger gives up with a ``timeout`` event (default:
+        EE's own 10-day limit on a task, plus an hour; ``None`` never).
     :param fail_fast: fire as soon as one operation ends in FAILED or CANCELLED.
     :param cancel_on_kill: cancel the operations when a user kills the deferred task.
     """
@@ -171,7 +205,7 @@ class GeeTaskTrigger(BaseTrigger):
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
         poll_interval: float = 10.0,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         fail_fast: bool = True,
         cancel_on_kill: bool = False,
     ) -> None:
@@ -258,10 +292,12 @@ class GeeTaskTrigger(BaseTrigger):
 
 
 class GeeQueueTrigger(BaseTrigger):
-    """Fire once EE's queue for a project (PENDING + RUNNING tasks, whoever started them) is below
-    ``limit``: admission control before submitting. Shares the listing of :class:`OperationPoller`.
+    """Fire once the connection identity's queue in a project (its PENDING + RUNNING tasks: EE
+    lists only the caller's own) is below ``limit``: admission control before submitting. Shares
+    the listing of :class:`OperationPoller`.
 
-    Events: ``{"status": "admitted", "active": n}``.
+    Events: ``{"status": "admitted", "active": n}``, or ``{"status": "error", "message": ...}`` when
+    the listing fails for good.
 
     :param project: ``projects/P``.
     :param limit: fire when fewer tasks than this are active.
@@ -303,7 +339,10 @@ class GeeQueueTrigger(BaseTrigger):
         last = None
         try:
             while True:
-                _, queue, _ = await watch.queue.get()
+                _, queue, error = await watch.queue.get()
+                if error is not None:
+                    yield TriggerEvent({"status": "error", "message": f"{self.project}: {error}"})
+                    return
                 if queue["active"] < self.limit:
                     yield TriggerEvent({"status": "admitted", "active": queue["active"]})
                     return

@@ -17,8 +17,13 @@ DESTINATIONS: tuple[str, ...] = ("drive", "asset", "gcs")
 #: Operation states in which EE still holds a batch slot or queue entry for the task.
 ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CANCELLING"})
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-#: Listing pages (500 operations each, newest first) read to count EE's queue.
-QUEUE_PAGES = 2
+#: EE cancels a batch task that has run for 10 days; waiting longer than that (plus an hour of
+#: slack for queueing) means the answer was lost, not that the task is still going.
+EE_TASK_MAX_SECONDS = 10 * 24 * 3600
+DEFAULT_WAIT_TIMEOUT = float(EE_TASK_MAX_SECONDS + 3600)
+#: Listing pages (500 operations each) read at most per listing: EE lists the caller's recent tasks
+#: in no documented order, so a listing is read whole up to this bound (EE queues at most 3,000).
+LIST_MAX_PAGES = 10
 
 
 def export_file_pattern(prefix: str) -> re.Pattern[str]:

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from gee_emulator.ee_state import EmulatorConfig
+from gee_emulator.ee_state import ERROR_STATUS_DEFAULTS, OPERATIONS_ORDERS, REQUEST_ID_REUSE, EmulatorConfig
 from gee_emulator.server import EmulatorServer
 
 
@@ -75,6 +75,41 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="new Drive files show in listings only after up to S seconds each (default 0: at once)",
     )
+    p.add_argument(
+        "--operation-ttl-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="forget finished operations S seconds after they ended: gone from listings, GET answers 404, "
+        "their requestId is free again (EE lists recent tasks only; default: keep them)",
+    )
+    p.add_argument(
+        "--operations-order",
+        choices=OPERATIONS_ORDERS,
+        default="newest",
+        help="order of operations.list, which EE does not document (default newest first)",
+    )
+    p.add_argument(
+        "--max-queued",
+        type=int,
+        default=None,
+        metavar="N",
+        help="refuse exports while N tasks of the project are PENDING (EE: 3000; default no limit)",
+    )
+    p.add_argument(
+        "--request-id-reuse",
+        choices=REQUEST_ID_REUSE,
+        default="reject",
+        help="a requestId repeated with a different body: reject it (default) or return the first operation",
+    )
+    p.add_argument(
+        "--error-status",
+        action="append",
+        default=[],
+        metavar="NAME=CODE",
+        help="HTTP status of an answer Google does not document: "
+        + ", ".join(f"{k} (default {v})" for k, v in ERROR_STATUS_DEFAULTS.items()),
+    )
     p.add_argument("--gcs-url", default=None, help="Cloud Storage (emulator) endpoint for exports to Cloud Storage")
     p.add_argument("--state-dir", default=None, help="keep operations, assets and Drive files here across restarts")
     p.add_argument(
@@ -114,7 +149,14 @@ def _write_json(path: str, data: object, mode: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    error_status: dict[str, int] = {}
+    for item in args.error_status:
+        name, _, code = item.partition("=")
+        if name not in ERROR_STATUS_DEFAULTS or not code.isdigit():
+            parser.error(f"--error-status {item!r}: use NAME=CODE with NAME one of {sorted(ERROR_STATUS_DEFAULTS)}")
+        error_status[name] = int(code)
     config = EmulatorConfig(
         project=args.project,
         ee_concurrency=args.ee_concurrency,
@@ -124,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         service_account_drive_quota_bytes=args.service_account_drive_quota_bytes,
         file_dimensions=args.file_dimensions,
         gcs_url=args.gcs_url,
+        operation_ttl_seconds=args.operation_ttl_seconds,
+        operations_order=args.operations_order,
+        max_queued=args.max_queued,
+        request_id_reuse=args.request_id_reuse,
+        error_status=error_status,
     )
     try:
         server = EmulatorServer(

@@ -9,6 +9,7 @@ EE's message. ``requestId`` de-duplicates submissions as EE does.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 import secrets
 import tempfile
@@ -57,6 +58,24 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def asset_id_of(name: str) -> str:
+    """The ``id`` EE gives an asset: the path for public-catalogue and legacy assets
+    (``USGS/SRTMGL1_003``, ``users/me/x``), the full name for a Cloud project's assets (as
+    ``ee.data.getAssetRoots`` documents and the Code Editor shows)."""
+    project, path = name.split("/", 1)[1].split("/assets/", 1)
+    return path if project in ("earthengine-public", "earthengine-legacy") else name
+
+
+def _table_counts(features: list[dict[str, Any]]) -> dict[str, str]:
+    """``featureCount``/``sizeBytes`` as EE gives them: int64 as strings, omitted when 0 (proto3 JSON)."""
+    counts = {"featureCount": len(features), "sizeBytes": len(repr(features)) if features else 0}
+    return {k: str(v) for k, v in counts.items() if v}
+
+
+def _end_seconds(op: Operation) -> float:
+    return dt.datetime.fromisoformat(op.metadata["endTime"].replace("Z", "+00:00")).timestamp()
+
+
 @dataclass
 class Operation:
     id: str
@@ -101,7 +120,33 @@ class EmulatorConfig:
     service_account_drive_quota_bytes: int | None = 0
     file_dimensions: int = 4096
     gcs_url: str | None = None
+    #: EE lists recent tasks only: a finished operation is forgotten (listing, GET, its requestId)
+    #: this many seconds after it ended; ``None`` keeps them (EE keeps a task at most 10 days)
+    operation_ttl_seconds: float | None = None
+    #: the order of ``operations.list``, which EE does not document: newest, oldest or random
+    operations_order: str = "newest"
+    #: EE refuses submissions while this many tasks of the project are queued (EE: 3,000)
+    max_queued: int | None = None
+    #: what a repeated requestId with a different body gets: "reject" (an error, as the REST
+    #: reference allows) or "return" (the first operation, as for an identical repeat)
+    request_id_reuse: str = "reject"
+    #: HTTP status of answers whose status Google does not document (see ERROR_STATUS_DEFAULTS)
+    error_status: dict[str, int] = field(default_factory=dict)
 
+
+OPERATIONS_ORDERS = ("newest", "oldest", "random")
+REQUEST_ID_REUSE = ("reject", "return")
+#: answers whose HTTP status Google does not document, and the status the emulator gives by default
+#: (``--error-status NAME=CODE`` switches one; the provider is tested under each variant)
+ERROR_STATUS_DEFAULTS: dict[str, int] = {
+    "queue_full": 429,  # "Too many tasks already in the queue (3000)..."
+    "request_id_reused": 400,  # a requestId repeated with a different body
+    "asset_exists": 409,  # creating an asset (a folder) that exists
+    "cancel_done": 200,  # cancelling an operation that has ended (200: accepted, nothing happens)
+}
+#: EE's message when the project's queue is full
+QUEUE_FULL = "Too many tasks already in the queue ({limit}). Please wait for some of them to complete."
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 412: "FAILED_PRECONDITION"}
 
 #: Drive's answer when a service account would store a file (the text Google returns since 2025)
 SERVICE_ACCOUNT_NO_STORAGE = (
@@ -134,6 +179,26 @@ class EarthEngineState:
         self.stats = Stats()
         self._seq = 0
         self._on_change: Callable[[], None] = lambda: None
+
+    def status(self, key: str) -> int:
+        """The HTTP status of an answer whose status Google does not document."""
+        return int(self.config.error_status.get(key, ERROR_STATUS_DEFAULTS[key]))
+
+    def _error(self, key: str, message: str) -> ApiError:
+        code = self.status(key)
+        return ApiError(code, message, _STATUS_NAMES.get(code, "FAILED_PRECONDITION"))
+
+    def _forget_expired(self) -> None:
+        """Drop finished operations older than the TTL, and their requestIds (call with the lock)."""
+        ttl = self.config.operation_ttl_seconds
+        if ttl is None:
+            return
+        cutoff = time.time() - ttl
+        gone = {i for i, op in self.operations.items() if op.done and _end_seconds(op) < cutoff}
+        if gone:
+            for op_id in gone:
+                del self.operations[op_id]
+            self.request_ids = {k: v for k, v in self.request_ids.items() if v not in gone}
 
     def reset(self) -> None:
         with self.lock:
@@ -170,8 +235,24 @@ class EarthEngineState:
         self._check_destination(project, kind, body)
         with self.lock:
             self.stats.export_requests += 1
+            self._forget_expired()
             if request_id and (project, request_id) in self.request_ids:
-                return self.operations[self.request_ids[(project, request_id)]].resource()
+                first = self.operations[self.request_ids[(project, request_id)]]
+                if first.body != body and self.config.request_id_reuse == "reject":
+                    # the REST reference: only one request with a given requestId may start an
+                    # operation; a repeat that is not identical may be rejected
+                    raise self._error(
+                        "request_id_reused",
+                        f"Request ID '{request_id}' was already used by another request with different content.",
+                    )
+                return first.resource()
+            limit = self.config.max_queued
+            if (
+                limit is not None
+                and sum(1 for op in self.operations.values() if op.project == project and op.state == "PENDING")
+                >= limit
+            ):
+                raise self._error("queue_full", QUEUE_FULL.format(limit=limit))
             self._seq += 1
             op_id = "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(24))
             now = _now()
@@ -277,6 +358,8 @@ class EarthEngineState:
         with self.lock:
             op = self.get_operation(name)
             if op.done:
+                if self.status("cancel_done") >= 400:
+                    raise self._error("cancel_done", f"Operation {name} has already completed.")
                 return
             if op.state == "PENDING":
                 op.cancel_requested = True
@@ -288,15 +371,24 @@ class EarthEngineState:
     def get_operation(self, name: str) -> Operation:
         op_id = name.rsplit("/", 1)[-1]
         with self.lock:
+            self._forget_expired()
             op = self.operations.get(op_id)
         if op is None or not name.startswith(f"projects/{op.project}/"):
             raise ApiError(404, f"Operation {name} not found.", "NOT_FOUND")
         return op
 
-    def list_operations(self, project: str) -> list[Operation]:
+    def list_operations(self, project: str, caller: str | None = None) -> list[Operation]:
+        """The caller's recent operations (ee/data.py: one "for each task submitted to EE by the
+        current user"), in the configured order (EE documents none). ``caller=None`` (no
+        authentication, or the admin view) lists everybody's."""
         with self.lock:
-            ops = [op for op in self.operations.values() if op.project == project]
-        return sorted(ops, key=lambda op: -op.seq)  # newest first, as EE lists them
+            self._forget_expired()
+            ops = [op for op in self.operations.values() if op.project == project and caller in (None, op.caller)]
+        order = self.config.operations_order
+        if order == "random":
+            random.shuffle(ops)
+            return ops
+        return sorted(ops, key=lambda op: op.seq, reverse=order == "newest")
 
     def states(self) -> dict[str, int]:
         with self.lock:
@@ -327,9 +419,10 @@ class EarthEngineState:
     def _asset_name(self, asset_id: str) -> str:
         if asset_id.startswith("projects/"):
             return asset_id
-        if asset_id.startswith("users/"):
+        if asset_id.startswith(("users/", "projects/")):
             return f"projects/earthengine-legacy/assets/{asset_id}"
-        return f"projects/{self.config.project}/assets/{asset_id}"
+        # a relative id in an expression is a public catalogue asset (ee/_cloud_api_utils.py)
+        return f"projects/earthengine-public/assets/{asset_id}"
 
     def _produce(self, op: Operation) -> tuple[list[str], float]:
         value = self.evaluator().evaluate(op.body["expression"])
@@ -428,16 +521,10 @@ class EarthEngineState:
         with self.lock:
             if name in self.assets and not dest.get("overwrite"):
                 raise EvaluationError(f"Cannot overwrite asset '{name}'.")
-            record: dict[str, Any] = {
-                "type": asset_type,
-                "name": name,
-                "id": name.split("/assets/", 1)[1],
-                "updateTime": _now(),
-                **payload,
-            }
+            record: dict[str, Any] = {"type": asset_type, "name": name, "id": asset_id_of(name), "updateTime": _now()}
+            record.update(payload)
             if asset_type == "TABLE":
-                record["featureCount"] = str(len(payload["_features"]))
-                record["sizeBytes"] = str(len(repr(payload["_features"])))
+                record.update(_table_counts(payload["_features"]))
             self.assets[name] = record
             self._on_change()
         return [f"https://code.earthengine.google.com/?asset={name}"]
@@ -465,24 +552,12 @@ class EarthEngineState:
         with self.lock:
             self._require_folder(parent)
             if name in self.assets and not overwrite:
-                raise ApiError(409, f"Cannot overwrite asset '{name}'.", "ALREADY_EXISTS")
+                raise self._error("asset_exists", f"Cannot overwrite asset '{name}'.")
+            record: dict[str, Any] = {"type": kind, "name": name, "id": asset_id_of(name), "updateTime": _now()}
             if kind in ("FOLDER", "IMAGE_COLLECTION"):
-                record: dict[str, Any] = {
-                    "type": kind,
-                    "name": name,
-                    "id": name.split("/assets/", 1)[1],
-                    "updateTime": _now(),
-                }
+                pass
             elif kind == "TABLE" and isinstance(body.get("features"), list):  # emulator seeding
-                record = {
-                    "type": "TABLE",
-                    "name": name,
-                    "id": name.split("/assets/", 1)[1],
-                    "updateTime": _now(),
-                    "_features": body["features"],
-                    "featureCount": str(len(body["features"])),
-                    "sizeBytes": str(len(repr(body["features"]))),
-                }
+                record.update(_features=body["features"], **_table_counts(body["features"]))
             else:
                 raise ApiError(400, f"Asset type {kind!r} cannot be created this way.", "INVALID_ARGUMENT")
             self.assets[name] = record
@@ -521,10 +596,39 @@ class EarthEngineState:
             self._require_folder(parent)
             if destination in self.assets and not overwrite:
                 raise ApiError(400, f"Cannot overwrite asset '{destination}'.", "ALREADY_EXISTS")
-            copy = dict(src, name=destination, id=destination.split("/assets/", 1)[1], updateTime=_now())
+            copy = dict(src, name=destination, id=asset_id_of(destination), updateTime=_now())
             self.assets[destination] = copy
             self._on_change()
             return self._asset_resource(copy)
+
+    def move_asset(self, source: str, destination: str) -> dict[str, Any]:
+        """``ee.data.renameAsset``: copy, then delete the source."""
+        with self.lock:
+            moved = self.copy_asset(source, destination, overwrite=False)
+            del self.assets[source]
+            self._on_change()
+            return moved
+
+    def update_asset(self, name: str, changes: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+        """``ee.data.updateAsset``: only ``properties``, ``startTime``, ``endTime`` (and their
+        ``properties.NAME`` parts); an empty mask updates all of them (the REST reference)."""
+        with self.lock:
+            self.get_asset(name)
+            asset = self.assets[name]
+            for path in paths or ["properties", "startTime", "endTime"]:
+                key = path.replace("start_time", "startTime").replace("end_time", "endTime")
+                if key.startswith("properties."):
+                    prop = key.split(".", 1)[1].strip('"')
+                    value = (changes.get("properties") or {}).get(prop)
+                    props = asset.setdefault("properties", {})
+                    props.pop(prop, None) if value is None else props.__setitem__(prop, value)
+                elif key in ("properties", "startTime", "endTime"):
+                    asset.pop(key, None) if changes.get(key) is None else asset.__setitem__(key, changes[key])
+                else:
+                    raise ApiError(400, f"Field '{path}' cannot be updated.", "INVALID_ARGUMENT")
+            asset["updateTime"] = _now()
+            self._on_change()
+            return self._asset_resource(asset)
 
     def compute(self, expression: dict[str, Any]) -> Any:
         from gee_emulator.evaluator import to_json

@@ -431,7 +431,29 @@ def _first(collection: Any) -> Feature | None:
     return feats[0] if feats else None
 
 
+def _number(op: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """``Number.<op>(left, right)`` of EE's algorithm list: plain number maths."""
+
+    def apply(left: Any, right: Any) -> Any:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
+            raise EvaluationError(f"Number: expected numbers, got {left!r} and {right!r}.")
+        return op(left, right)
+
+    return apply
+
+
+_NUMBER_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": lambda a, b: a + b,
+    "subtract": lambda a, b: a - b,
+    "multiply": lambda a, b: a * b,
+    # EE: "Divides the first value by the second, returning 0 for division by 0"
+    "divide": lambda a, b: a / b if b else 0,
+    "min": min,
+    "max": max,
+}
+
 _PURE: dict[str, Callable[..., Any]] = {
+    **{f"Number.{name}": _number(op) for name, op in _NUMBER_OPS.items()},
     **{
         f"GeometryConstructors.{k}": _geometry(k)
         for k in (

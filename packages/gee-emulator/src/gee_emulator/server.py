@@ -421,7 +421,7 @@ def _compute(h: _RequestHandler, m: re.Match[str]) -> None:
 def _operations_list(h: _RequestHandler, m: re.Match[str]) -> None:
     if h.query.get("filter"):
         raise ApiError(400, "The emulator does not support 'filter' on operations.list.", "INVALID_ARGUMENT")
-    ops = [op.resource() for op in h.emu.ee.list_operations(m["project"])]
+    ops = [op.resource() for op in h.emu.ee.list_operations(m["project"], caller=h.caller)]
     _send_page(h, ops, "operations", 500, 500)
 
 
@@ -452,6 +452,8 @@ def _assets_list(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 def _list_children(h: _RequestHandler, parent: str) -> None:
+    if h.query.get("filter"):  # ignoring it would list assets the caller filtered out
+        raise ApiError(400, "The emulator does not support 'filter' on listAssets.", "INVALID_ARGUMENT")
     _send_page(h, h.emu.ee.children(parent), "assets", 1000, 10000)
 
 
@@ -472,6 +474,20 @@ def _assets_copy(h: _RequestHandler, m: re.Match[str]) -> None:
     body = h.json_body()
     source = f"projects/{m['project']}/assets/{m['path']}"
     h.send_json(200, h.emu.ee.copy_asset(source, body["destinationName"], bool(body.get("overwrite"))))
+
+
+@route("POST", _P + r"/assets/(?P<path>.+):move", "ee.assets.move")
+def _assets_move(h: _RequestHandler, m: re.Match[str]) -> None:
+    source = f"projects/{m['project']}/assets/{m['path']}"
+    h.send_json(200, h.emu.ee.move_asset(source, h.json_body()["destinationName"]))
+
+
+@route("PATCH", _P + r"/assets/(?P<path>.+)", "ee.assets.patch")
+def _assets_patch(h: _RequestHandler, m: re.Match[str]) -> None:
+    body = h.json_body()
+    paths = (body.get("updateMask") or {}).get("paths") or []
+    asset = h.emu.ee.update_asset(f"projects/{m['project']}/assets/{m['path']}", body.get("asset") or {}, paths)
+    h.send_json(200, asset)
 
 
 @route("GET", _P + r"/assets/(?P<path>.+)", "ee.assets.get")
@@ -684,6 +700,11 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
         h.emu.drive.quota_bytes = None if quota is None else int(quota)
     if "drive_listing_lag_seconds" in body:
         h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
+    for key in ("operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse"):
+        if key in body:
+            setattr(cfg, key, body[key])
+    if "error_status" in body:
+        cfg.error_status = {**cfg.error_status, **{k: int(v) for k, v in body["error_status"].items()}}
     h.emu.ee._schedule()
     h.send_json(
         200,
@@ -692,6 +713,11 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
             "task_seconds": cfg.task_seconds,
             "drive_quota_bytes": h.emu.drive.quota_bytes,
             "drive_listing_lag_seconds": h.emu.drive.listing_lag_seconds,
+            "operation_ttl_seconds": cfg.operation_ttl_seconds,
+            "operations_order": cfg.operations_order,
+            "max_queued": cfg.max_queued,
+            "request_id_reuse": cfg.request_id_reuse,
+            "error_status": cfg.error_status,
         },
     )
 
