@@ -13,8 +13,10 @@ from gee_emulator import EmulatorServer
 
 
 def admin(emu: EmulatorServer, path: str, body: Any = None, method: str = "POST") -> Any:
-    """Call one of the emulator's ``/_emulator/`` routes."""
-    resp = requests.request(method, f"{emu.url}/_emulator/{path}", json=body, timeout=30)
+    """Call one of the emulator's ``/_emulator/`` routes (with its admin token, which they demand
+    when the emulator requires authentication)."""
+    headers = {"Authorization": f"Bearer {emu.admin_token}"}
+    resp = requests.request(method, f"{emu.url}/_emulator/{path}", json=body, headers=headers, timeout=30)
     resp.raise_for_status()
     return resp.json()
 

@@ -86,6 +86,25 @@ def test_public_url_and_connection_file_for_containers(tmp_path):
         conn = json.loads(path.read_text())["google_cloud_default"]
         assert conn["extra"]["api_url"] == "http://gee-emulator:8085"
         assert json.loads(conn["extra"]["keyfile_dict"])["token_uri"] == "http://gee-emulator:8085/token"
+        assert path.stat().st_mode & 0o777 == 0o600  # it holds the private key
+    finally:
+        stop(proc)
+
+
+def test_admin_routes_demand_the_admin_token_when_auth_is_required(tmp_path):
+    token_file = tmp_path / "admin.json"
+    proc, url, _ = start("--require-auth", "--admin-token-file", str(token_file))
+    try:
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = json.loads(token_file.read_text())["admin_token"]
+        assert requests.get(f"{url}/_emulator/health", timeout=10).status_code == 200  # for health checks
+        for method, route, body in (("GET", "connection", None), ("POST", "keys", {"type": "service_account"}),
+                                    ("POST", "reset", None), ("GET", "stats", None)):  # fmt: skip
+            refused = requests.request(method, f"{url}/_emulator/{route}", json=body, timeout=10)
+            assert refused.status_code == 401, route
+            assert "admin token" in refused.json()["error"]["message"]
+        conn = requests.get(f"{url}/_emulator/connection", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert conn.status_code == 200 and "keyfile_dict" in conn.json()["extra"]
     finally:
         stop(proc)
 

@@ -70,3 +70,12 @@ def test_every_path_the_image_copies_exists():
 def test_operators_defer_by_default_in_the_deployment():
     env = compose()["services"]["airflow-worker"]["environment"]
     assert env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] == "True"
+
+
+def test_the_jwt_secret_is_required_and_the_api_server_binds_loopback():
+    env = compose()["x-airflow"]["environment"]
+    secret = env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    # ${VAR:?message}: compose refuses to start without it, no published fallback
+    assert re.fullmatch(r"\$\{AIRFLOW_JWT_SECRET:\?[^}]+\}", secret), secret
+    (port,) = compose()["services"]["airflow-api-server"]["ports"]
+    assert port == "${AIRFLOW_API_BIND:-127.0.0.1}:8080:8080"

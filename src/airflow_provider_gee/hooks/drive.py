@@ -21,6 +21,7 @@ from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
 from airflow_provider_gee.utils.checksums import verify_copy
 from airflow_provider_gee.utils.operations import export_file_pattern
+from airflow_provider_gee.utils.storage import exclusive_temp
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 # Connection failures in the middle of a response body.
@@ -147,17 +148,17 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
     def download_verified(self, file: dict[str, Any], target: Path, *, chunk_size: int = 8 << 20) -> str:
         """Stream a file to ``target`` and return its md5.
 
-        Bytes go to ``target`` + ``.part`` in chunks (memory independent of size); the size and md5
-        are checked against Drive's metadata; only a verified file is renamed onto ``target``
-        (atomically). A failed check removes the partial file and raises
-        :class:`DownloadVerificationError`.
+        Bytes go to a temporary file of our own next to ``target`` (created exclusively, never a
+        file of that name) in chunks (memory independent of size); the size and md5 are checked
+        against Drive's metadata; only a verified file is renamed onto ``target`` (atomically). A
+        failed check removes the partial file and raises :class:`DownloadVerificationError`.
         """
         target = Path(target)
-        part = target.with_name(target.name + ".part")
+        part = exclusive_temp(target.parent)
         digest = hashlib.md5()
         request = self.get_conn().files().get_media(fileId=file["id"], supportsAllDrives=True)
         try:
-            with part.open("wb") as fh:
+            with part.open("r+b") as fh:
                 writer = _HashingWriter(fh, digest)
                 downloader = MediaIoBaseDownload(writer, request, chunksize=chunk_size)
                 done = False

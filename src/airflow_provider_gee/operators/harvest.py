@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
+import shutil
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,9 +29,9 @@ from airflow.sdk import Context, ObjectStoragePath
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
-from airflow_provider_gee.utils.checksums import md5_file, verify_copy
+from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
 from airflow_provider_gee.utils.operations import export_file_pattern
-from airflow_provider_gee.utils.storage import target_dir, upload_verified
+from airflow_provider_gee.utils.storage import exclusive_temp, link_new, stored_md5, target_dir, upload_new
 
 if TYPE_CHECKING:
     from airflow_provider_gee.hooks.drive import DriveHook
@@ -38,15 +40,23 @@ if TYPE_CHECKING:
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
 MAX_NAME_BYTES = 200
 UNDELETABLE_ACTIONS = ("keep", "trash", "fail")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:]")
+#: separators, control characters and what Windows forbids in a name (``<>:"|?*``)
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:<>"|?*]')
+#: names Windows reserves for devices, with or without an extension (``CON``, ``nul.tif``, ``COM1``)
+_DEVICE = re.compile(r"(?i)(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?")
 
 
 def safe_name(title: str) -> str:
-    """A file name that stays inside its folder: no separators, no ``..``, no control characters,
-    at most 200 bytes (the extension kept)."""
+    """A file name that stays inside its folder and reads as what it is: no separators, no
+    ``..``, no control or format characters (bidirectional overrides, zero-width characters, which
+    make ``gpj.tif`` look like ``fit.jpg``), none of ``<>:"|?*``, no Windows device name, at most
+    200 bytes (the extension kept)."""
     name = unicodedata.normalize("NFC", title)
+    name = "".join("_" if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") else c for c in name)
     name = _UNSAFE.sub("_", name).strip().strip(".")
     name = re.sub(r"\.{2,}", ".", name) or "unnamed"
+    if _DEVICE.fullmatch(name):
+        name = f"_{name}"
     if len(name.encode()) > MAX_NAME_BYTES:
         stem, dot, ext = name.rpartition(".")
         ext = f".{ext}" if dot and 0 < len(ext) <= 10 else ""
@@ -63,6 +73,73 @@ def _with_suffix(name: str, suffix: str) -> str:
     return f"{stem}~{suffix}.{ext}" if dot and stem else f"{name}~{suffix}"
 
 
+def _names(name: str, tag: str) -> Iterator[str]:
+    """The names a file may take, in order: its own, then ``name~tag``, ``name~tag-2``, ..."""
+    yield name
+    yield _with_suffix(name, tag)
+    for k in range(2, 1000):
+        yield _with_suffix(name, f"{tag}-{k}")
+
+
+class HarvestJournal:
+    """What a harvest has copied, kept next to the copies (``.gee-harvest-<source hash>.json``)
+    and written before each source delete: a retry after a try that copied and deleted some files
+    still lists them in its manifest, and one that finds the source empty knows it is done.
+
+    :param local: the destination directory (for object storage: the staging directory).
+    :param remote: the object-storage destination, where the journal then lives.
+    :param key: what the journal is of: the export's EE operation, or the source's description
+        (Drive folder and prefix, or bucket and prefix).
+    """
+
+    def __init__(self, local: Path, remote: ObjectStoragePath | None, key: str) -> None:
+        self.name = f".gee-harvest-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+        self.local, self.remote = local, remote
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """The entries of earlier tries, by source id."""
+        if self.remote is not None:
+            target = self.remote / self.name
+            text = target.read_text() if target.exists() else None
+        else:
+            path = self.local / self.name
+            text = path.read_text() if path.is_file() and not path.is_symlink() else None
+        self.entries = {e["source_id"]: e for e in json.loads(text)["files"]} if text else {}
+        return dict(self.entries)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.entries[entry["source_id"]] = dict(entry)
+            data = json.dumps({"files": list(self.entries.values())}, indent=1)
+            if self.remote is not None:
+                (self.remote / self.name).write_text(data)
+                return
+            temp = exclusive_temp(self.local, "-journal")
+            try:
+                with temp.open("w") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(temp, self.local / self.name)  # whole or not at all
+            finally:
+                temp.unlink(missing_ok=True)
+
+    def check_present(self, entries: list[dict[str, Any]]) -> None:
+        """Every file an earlier try copied (and may have deleted at the source) is still here."""
+        missing = []
+        for e in entries:
+            path = ObjectStoragePath(e["path"]) if self.remote is not None else Path(e["path"])
+            if not path.exists():
+                missing.append(e["path"])
+        if missing:
+            raise GeeConfigurationError(
+                f"{len(missing)} file(s) an earlier try harvested are gone from the destination: {missing[:5]}. "
+                "Their source copies were deleted after verification; restore them from the destination's backup."
+            )
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     id: str  # Drive file id, or GCS object name
@@ -70,6 +147,7 @@ class RemoteFile:
     size: int
     md5: str | None  # hex
     created: datetime | None = None  # when the source created it
+    crc32c: str | None = None  # hex; Cloud Storage gives composite objects this and no md5
 
 
 def _rfc3339(value: str | None) -> datetime | None:
@@ -104,8 +182,8 @@ class _DriveSource:
             for f in files
         ]
 
-    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> str:
-        return self.hook.download_verified(
+    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> None:
+        self.hook.download_verified(
             {"id": f.id, "name": f.name, "size": f.size, "md5Checksum": f.md5}, target, chunk_size=chunk_size
         )
 
@@ -146,18 +224,17 @@ class _GcsSource:
                 continue  # another export's object that merely shares the beginning of the name
             md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
             name = blob.name.rsplit("/", 1)[-1]
-            out.append(RemoteFile(blob.name, name, int(blob.size or 0), md5, blob.time_created))
+            crc32c = crc32c_hex(blob.crc32c)
+            out.append(RemoteFile(blob.name, name, int(blob.size or 0), md5, blob.time_created, crc32c))
         return out
 
-    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> str:
-        part = target.with_name(target.name + ".part")
+    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> None:
+        part = exclusive_temp(target.parent)
         try:
             blob = self._bucket().blob(f.id, chunk_size=max(256 * 1024, chunk_size // (256 * 1024) * 256 * 1024))
+            # checked below on disk, against the md5 or, for composite objects, the crc32c
             blob.download_to_filename(str(part), checksum=None)
-            md5 = md5_file(part)
-            verify_copy(f"gs://{self.bucket}/{f.id}", part.stat().st_size, md5, f.size, f.md5)
             os.replace(part, target)
-            return md5
         finally:
             part.unlink(missing_ok=True)
 
@@ -281,18 +358,29 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         local, remote = target_dir(self.destination)  # fails before anything remote is touched
+        try:
+            return self._harvest(local, remote)
+        finally:
+            if remote is not None:  # the staging directory of an object-store destination
+                shutil.rmtree(local, ignore_errors=True)
+
+    def _harvest(self, local: Path, remote: ObjectStoragePath | None) -> dict[str, Any]:
         source = self._source()
-        files = self._wait_for_files(source)
+        # one journal per export (its EE operation), else per source folder and prefix
+        journal = HarvestJournal(local, remote, (self.export_result or {}).get("operation") or source.where())
+        earlier = journal.load()
+        files = self._wait_for_files(source, done_before=bool(earlier))
         plan = self._plan_names(files)
         total = sum(f.size for f in files)
         self.log.info(
-            "Harvesting %d files (%d bytes) from %s to %s", len(files), total, source.where(), self.destination
-        )
+            "Harvesting %d files (%d bytes) from %s to %s%s", len(files), total, source.where(), self.destination,
+            f"; {len(earlier)} harvested by an earlier try" if earlier else "",
+        )  # fmt: skip
         progress = {"files": 0, "bytes": 0}
         lock = threading.Lock()
 
         def one(f: RemoteFile) -> dict[str, Any]:
-            entry = self._harvest_one(source, f, plan[f.id], local, remote)
+            entry = self._harvest_one(source, f, plan[f.id], local, remote, journal)
             with lock:
                 progress["files"] += 1
                 progress["bytes"] += f.size
@@ -304,15 +392,19 @@ class GeeHarvestOperator(GeeBaseOperator):
 
         with ThreadPoolExecutor(max_workers=max(1, self.max_parallel), thread_name_prefix="harvest") as pool:
             entries = list(pool.map(one, files))
-        return self._manifest(entries, source)
+        listed, placed = {f.id for f in files}, {e["path"] for e in entries}
+        kept = [e for sid, e in earlier.items() if sid not in listed and e["path"] not in placed]
+        journal.check_present(kept)
+        return self._manifest(sorted(kept + entries, key=lambda e: e["name"]), source)
 
-    def _wait_for_files(self, source: _DriveSource | _GcsSource) -> list[RemoteFile]:
+    def _wait_for_files(self, source: _DriveSource | _GcsSource, done_before: bool = False) -> list[RemoteFile]:
         """The export's files, once listed completely.
 
         Files of a finished export may take a moment to show (poll with backoff, bounded), and the
         parts of a sharded export may show over several listings: list again after
         ``settle_seconds`` until two listings agree. Files older than the EE task are an earlier
-        export's of the same name, not this one's.
+        export's of the same name, not this one's. With ``done_before`` (an earlier try harvested
+        and deleted files of this export), an empty listing means nothing is left to do.
         """
         deadline = time.monotonic() + self.wait_timeout
         delay = 1.0
@@ -321,7 +413,8 @@ class GeeHarvestOperator(GeeBaseOperator):
             files = self._own_files(source.list())
             names = sorted(f.id for f in files)
             sharded = any(SHARD_RE.match(f.name) for f in files)
-            if (files and (not sharded or names == previous)) or (not files and not self.export_result):
+            nothing_to_wait_for = done_before or not self.export_result
+            if (files and (not sharded or names == previous)) or (not files and nothing_to_wait_for):
                 return sorted(files, key=lambda f: (f.name, f.id))
             wait = self.settle_seconds if files else delay
             if time.monotonic() + wait > deadline:
@@ -353,38 +446,52 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     @staticmethod
     def _plan_names(files: list[RemoteFile]) -> dict[str, str]:
-        """Safe, distinct, deterministic local names: the first of equal titles keeps the name,
-        the others get their remote id appended."""
+        """Safe, distinct, deterministic local names: the first of equal titles (in any letter
+        case) keeps the name, the others get a hash of their remote id appended, checked again."""
         names: dict[str, str] = {}
-        taken: set[str] = set()
+        taken: set[str] = set()  # case-folded: distinct on a case-insensitive filesystem too
         for f in sorted(files, key=lambda f: (f.name, f.id)):
-            name = safe_name(f.name)
-            if name in taken:
-                name = _with_suffix(name, safe_name(f.id)[-12:])
-            taken.add(name)
+            own = safe_name(f.name)
+            tag = hashlib.sha1(f.id.encode()).hexdigest()[:8]
+            name = next(n for n in _names(own, tag) if n.casefold() not in taken)
+            taken.add(name.casefold())
             names[f.id] = name
         return names
 
     def _harvest_one(
-        self, source: _DriveSource | _GcsSource, f: RemoteFile, name: str, local: Path, remote: ObjectStoragePath | None
+        self,
+        source: _DriveSource | _GcsSource,
+        f: RemoteFile,
+        name: str,
+        local: Path,
+        remote: ObjectStoragePath | None,
+        journal: HarvestJournal,
     ) -> dict[str, Any]:
-        target = local / name
-        action = "downloaded"
-        if remote is None and target.exists():
-            existing_md5 = md5_file(target)
-            if f.md5 and existing_md5 == f.md5 and target.stat().st_size == f.size:
-                action = "already there"  # a rerun: nothing to download
-            else:  # never overwrite a different file
-                name = _with_suffix(name, (f.md5 or safe_name(f.id))[:8])
-                target = local / name
-                if target.exists() and md5_file(target) == f.md5:
-                    action = "already there"
-        md5 = source.download(f, target, self.chunk_size) if action == "downloaded" else f.md5 or md5_file(target)
-        location = str(target)
-        if remote is not None:
-            location = upload_verified(target, remote / name)
-        if self.delete_after:
-            action = self._delete_source(source, f, action)  # only now: the copy is verified
+        """Copy one file, verified on disk, under a name no other file holds; record it in the
+        journal; only then delete the source."""
+        tag = (f.md5 or f.crc32c or safe_name(f.id))[:8]
+        what = f"{f.name!r} from {source.where()}"
+
+        def same(path: Path) -> bool:
+            return same_content(path, f.size, f.md5, f.crc32c)
+
+        found = self._already_there(name, tag, local, remote, f, same)
+        if found is not None:
+            name, location, md5 = found
+            action = "already there"
+        else:
+            temp = exclusive_temp(local)
+            try:
+                source.download(f, temp, self.chunk_size)
+                md5 = verify_file(what, temp, f.size, f.md5, f.crc32c)  # the bytes on disk, not the stream
+                if remote is None:
+                    name, placed = link_new(temp, local, _names(name, tag), same)
+                    location = str(local / name)
+                else:
+                    name, location, placed = upload_new(temp, remote, _names(name, tag), md5)
+                action = "downloaded" if placed else "already there"
+            finally:
+                temp.unlink(missing_ok=True)
         entry: dict[str, Any] = {
             "name": name, "source_name": f.name, "path": location, "size": f.size, "md5": md5,
             "source_id": f.id, "action": action,
@@ -392,7 +499,31 @@ class GeeHarvestOperator(GeeBaseOperator):
         shard = SHARD_RE.match(f.name)
         if shard:
             entry["shard"] = {"export": shard["prefix"], "row": int(shard["row"]), "col": int(shard["col"])}
+        journal.add(entry)  # before the delete: a retry after it still accounts for the file
+        if self.delete_after:
+            entry["action"] = self._delete_source(source, f, action)  # only now: the copy is verified
         return entry
+
+    @staticmethod
+    def _already_there(
+        name: str, tag: str, local: Path, remote: ObjectStoragePath | None, f: RemoteFile, same: Any
+    ) -> tuple[str, str, str] | None:
+        """A rerun: the name (among this file's names, in order, up to the first free one) that
+        already holds exactly its bytes, with its location and md5; else ``None``."""
+        for candidate in _names(name, tag):
+            if remote is None:
+                path = local / candidate
+                if not path.exists():
+                    return None
+                if same(path):
+                    return candidate, str(path), f.md5 or md5_file(path)
+            else:
+                target = remote / candidate
+                if not target.exists():
+                    return None
+                if f.md5 and stored_md5(target) == f.md5:
+                    return candidate, str(target), f.md5
+        return None
 
     def _delete_source(self, source: _DriveSource | _GcsSource, f: RemoteFile, action: str) -> str:
         """Delete the verified file at the source; a refusal keeps it (or trashes it), recorded."""

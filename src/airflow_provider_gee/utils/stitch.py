@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.utils.storage import is_remote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,8 +49,53 @@ class TileFile:
     tile_id: str | None
 
 
+#: object stores a tile may be read from (through Airflow's ObjectStoragePath and the worker's
+#: connections); http(s) and GDAL's own virtual file systems are not among them
+OBJECT_STORE_SCHEMES = ("gs", "gcs", "s3", "s3a", "abfs", "abfss", "az", "adl", "file")
+
+
+def _bare(url: str) -> str:
+    """An object-store URL without the connection id (``gs://conn@bucket/x`` -> ``gs://bucket/x``)."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    return f"{scheme}://{netloc.rsplit('@', 1)[-1]}{slash}{tail}"
+
+
+def checked_input(path: str, root: str | None = None) -> str:
+    """``path`` if it is a file a stitch may read: a regular local file (under ``root``, the
+    harvest destination its manifest names, when given) or an object-store URL. GDAL virtual
+    paths (``/vsicurl?url=...``, ``/vsigs/...``, ``/vsis3/...``) would make the worker fetch any
+    URL (cloud metadata endpoints included) or read buckets with GDAL's own credentials, and
+    http(s) URLs any server: both are refused, naming the input."""
+    text = str(path)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else None
+    if text.lower().removeprefix("file://").startswith("/vsi"):
+        raise GeeConfigurationError(
+            f"Stitch input {text[:200]!r} is a GDAL virtual path: give harvested files (the harvest task's output) "
+            "or object-store URLs such as gs://bucket/tile.tif."
+        )
+    if scheme is not None and scheme not in OBJECT_STORE_SCHEMES:
+        raise GeeConfigurationError(
+            f"Stitch input {text[:200]!r} is a {scheme}:// URL: only harvested files and object-store URLs "
+            f"({', '.join(s + '://' for s in OBJECT_STORE_SCHEMES)}) are read."
+        )
+    if scheme is not None and scheme != "file":
+        if root is not None and is_remote(root) and not _bare(text).startswith(_bare(str(root)).rstrip("/") + "/"):
+            raise GeeConfigurationError(f"Stitch input {text[:200]!r} is not inside its harvest destination {root!r}.")
+        return text
+    local = Path(text.removeprefix("file://"))
+    if root is not None and not is_remote(root):
+        base = Path(str(root).removeprefix("file://")).resolve()
+        if not local.resolve().is_relative_to(base):
+            raise GeeConfigurationError(f"Stitch input {text[:200]!r} is not inside its harvest destination {root!r}.")
+    if not local.is_file() or local.is_symlink():
+        raise GeeConfigurationError(f"Stitch input {text[:200]!r} is not a regular file on this worker.")
+    return text
+
+
 def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
-    """The files with one of ``suffixes`` listed by harvest results, in the given order.
+    """The files with one of ``suffixes`` listed by harvest results, in the given order, each
+    checked by :func:`checked_input` before anything reads it.
 
     :param manifests: one ``GeeHarvestOperator`` result, or a list of them (a mapped harvest's
         results; ``None`` entries, from tiles that produced nothing, are skipped), or a list of paths.
@@ -61,7 +107,7 @@ def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
         if item is None:
             continue
         if isinstance(item, str | os.PathLike):
-            files.append(TileFile(str(item), Path(str(item)).stem))
+            files.append(TileFile(checked_input(str(item)), Path(str(item)).stem))
             continue
         if not isinstance(item, dict) or "files" not in item:
             raise GeeConfigurationError(
@@ -70,7 +116,8 @@ def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
             )
         for entry in item["files"]:
             if str(entry["path"]).lower().endswith(tuple(suffixes)):
-                files.append(TileFile(str(entry["path"]), item.get("tile_id")))
+                path = checked_input(str(entry["path"]), item.get("destination"))
+                files.append(TileFile(path, item.get("tile_id")))
     return files
 
 

@@ -7,15 +7,57 @@ pyogrio read them (they read with the worker's Airflow connections, not GDAL's o
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_gee.exceptions import DownloadVerificationError, GeeConfigurationError
+from airflow_provider_gee.utils.checksums import md5_file
 
 _CHUNK = 8 << 20
+#: our temporary files in a destination: hidden, and never a name EE or a user gives a file
+TEMP_PREFIX = ".gee-tmp-"
+
+
+def exclusive_temp(directory: Path, label: str = "") -> Path:
+    """A new, empty file in ``directory`` that nobody else has: created with ``O_EXCL`` (so never an
+    existing file, nor a symlink planted at its name), with our hidden prefix."""
+    fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"{label}.part", dir=directory)
+    os.close(fd)
+    return Path(name)
+
+
+def link_new(temp: Path, directory: Path, names: Iterator[str], is_same: Callable[[Path], bool]) -> tuple[str, bool]:
+    """Give a verified temporary file the first of ``names`` that no other file holds.
+
+    ``os.link`` fails when the name exists, so a file written meanwhile by another harvest is
+    never replaced (check and write are one step). A name that differs from an existing one only
+    in letter case is skipped too (it would be the same file on a case-insensitive filesystem).
+    Returns ``(name, placed)``: ``placed`` is False when a file of the same content already
+    holds a name (a rerun, or a concurrent harvest of the same file), and the temporary file is
+    then left to the caller to remove.
+    """
+    for name in names:
+        target = directory / name
+        folded = {p.name.casefold(): p for p in directory.iterdir() if not p.name.startswith(TEMP_PREFIX)}
+        existing = folded.get(name.casefold())
+        if existing is not None:
+            if existing.name == name and is_same(existing):
+                return name, False
+            continue
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            if is_same(target):
+                return name, False
+            continue
+        return name, True
+    raise GeeConfigurationError(f"No free name for {temp.name} in {directory}.")
 
 
 def is_remote(location: str | os.PathLike) -> bool:
@@ -41,16 +83,53 @@ def target_dir(location: str | os.PathLike, what: str = "destination") -> tuple[
     return local, None
 
 
+def stored_md5(target: ObjectStoragePath) -> str:
+    """The md5 of an object as its store reports it (Cloud Storage ``md5Hash``; S3's ETag of a
+    single-part upload), else as read back and hashed."""
+    info = target.fs.info(target.path)
+    if info.get("md5Hash"):
+        return base64.b64decode(info["md5Hash"]).hex()
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    if len(etag) == 32 and "-" not in etag:
+        return etag
+    digest = hashlib.md5()
+    with target.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def upload_verified(local_file: Path, target: ObjectStoragePath, *, keep_local: bool = False) -> str:
-    """Stream a local file to object storage, check the size that landed, drop the local copy."""
+    """Stream a local file to object storage, check by md5 what landed, drop the local copy."""
+    md5 = md5_file(local_file)
     with local_file.open("rb") as src, target.open("wb") as dst:
         for chunk in iter(lambda: src.read(_CHUNK), b""):
             dst.write(chunk)
-    if target.stat().st_size != local_file.stat().st_size:
-        raise DownloadVerificationError(f"{target} holds {target.stat().st_size} bytes after upload.")
+    landed = stored_md5(target)
+    if landed != md5:
+        raise DownloadVerificationError(f"{target} has md5 {landed} after upload, the file {md5}.")
     if not keep_local:
         local_file.unlink()
     return str(target)
+
+
+def upload_new(local_file: Path, directory: ObjectStoragePath, names: Iterator[str], md5: str) -> tuple[str, str, bool]:
+    """Upload a verified file under the first of ``names`` that no other object holds, as
+    :func:`link_new` places local files: an object of another content is never replaced, one of
+    the same md5 is the file already there. Returns ``(name, location, uploaded)``.
+
+    Object stores have no create-if-absent here, so two harvests that upload the same new name at
+    the same instant can still race (a local destination cannot).
+    """
+    for name in names:
+        target = directory / name
+        if target.exists():
+            if stored_md5(target) == md5:
+                local_file.unlink(missing_ok=True)
+                return name, str(target), False
+            continue
+        return name, upload_verified(local_file, target), True
+    raise GeeConfigurationError(f"No free name for {local_file.name} in {directory}.")
 
 
 def local_input(location: str, workdir: Path) -> str:

@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         help="require a bearer token from /token, signed by a trusted key, on every API route",
     )
     p.add_argument(
+        "--admin-token-file",
+        default=None,
+        metavar="FILE",
+        help="with --require-auth, write the token the admin routes (/_emulator/...) demand to FILE (mode 600)",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --host (only inside an isolated container network)",
@@ -136,14 +142,15 @@ def _parser() -> argparse.ArgumentParser:
         "--connection-file",
         default=None,
         help='also write {"google_cloud_default": <connection>} to this file (the JSON format of '
-        "Airflow's LocalFilesystemBackend connections file)",
+        "Airflow's LocalFilesystemBackend connections file; mode 600: it holds the private key)",
     )
     return p
 
 
 def _write_json(path: str, data: object, mode: int) -> None:
-    """Write ``data`` to a new file (or over an old one) created with ``mode``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Write ``data`` to a new file (or over an old one) with exactly ``mode``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    os.fchmod(fd, mode)  # an old file keeps its mode through O_CREAT: set it
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh)
 
@@ -191,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     if args.connection_file:
-        _write_json(args.connection_file, {"google_cloud_default": server.connection(user=args.user)}, 0o644)
+        # it holds the generated private key: readable by its owner only
+        _write_json(args.connection_file, {"google_cloud_default": server.connection(user=args.user)}, 0o600)
+    if args.admin_token_file:
+        _write_json(args.admin_token_file, {"admin_token": server.admin_token}, 0o600)
     if args.write_user_credentials:  # a credential: readable by its owner only
         _write_json(args.write_user_credentials, server.user_credentials(args.user_email), 0o600)
     print(f"listening on {server.url}", flush=True)

@@ -5,7 +5,7 @@ Kinds of rule (JSON objects):
 * ``{"kind": "http", "route": "ee.operations.*", "status": 503, "count": 2}``: answer the next
   ``count`` matching requests with ``status``. ``"rate": 0.1`` (with ``"seed"``) answers that
   share of them instead; ``"after": true`` handles the request first and then answers the error,
-  like a response lost on the way back.
+  like a response lost on the way back; ``"skip": N`` lets the first N matching requests through.
 * ``{"kind": "task_failure", "match": "tile-r0001*", "count": 1, "message": "..."}``: the next
   matching tasks (by description) end FAILED with ``message``.
 * ``{"kind": "download", "mode": "cut" | "corrupt" | "slow", "match": "*.tif", "count": 1,
@@ -40,6 +40,8 @@ class FaultRule:
     after_bytes: int = 0
     bytes_per_second: float = 1_000_000.0
     drop: int = 1
+    skip: int = 0  # let this many matching requests through first
+    seen: int = 0
     fired: int = 0
     rng: random.Random = field(default_factory=random.Random)
 
@@ -61,6 +63,7 @@ class FaultRule:
             after_bytes=int(data.get("after_bytes", 0)),
             bytes_per_second=float(data.get("bytes_per_second", 1_000_000)),
             drop=int(data.get("drop", 1)),
+            skip=int(data.get("skip", 0)),
             rng=random.Random(data.get("seed", 0)),
         )
         if rule.kind == "download" and rule.mode not in DOWNLOAD_MODES:
@@ -78,6 +81,7 @@ class FaultRule:
             "rate": self.rate,
             "after": self.after,
             "mode": self.mode,
+            "skip": self.skip,
             "fired": self.fired,
         }
 
@@ -108,6 +112,9 @@ class FaultInjector:
         with self._lock:
             for rule in self._rules:
                 if rule.kind != kind or not fnmatch.fnmatchcase(name, rule.pattern):
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.skip:
                     continue
                 if rule.count is not None and rule.fired >= rule.count:
                     continue

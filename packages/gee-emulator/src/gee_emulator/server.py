@@ -5,9 +5,11 @@ one loopback port.
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 import json
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -60,7 +62,9 @@ class EmulatorServer:
     :param host: interface to bind; loopback only unless ``allow_remote`` (for containers).
     :param port: 0 picks a free port.
     :param state_dir: keep state (operations, assets, Drive) across restarts in this folder.
-    :param require_auth: every API route needs a bearer token from ``/token`` signed by a trusted key.
+    :param require_auth: every API route needs a bearer token from ``/token`` signed by a trusted key,
+        and every admin route (``/_emulator/...``, health excepted) the admin token
+        (:attr:`admin_token`): they serve the private key and can trust new keys.
     :param allow_remote: allow a non-loopback ``host`` (only inside an isolated container network).
     :param public_url: the URL clients reach the emulator at, when it is not ``http://host:port``.
     """
@@ -103,6 +107,8 @@ class EmulatorServer:
         self.auth = TokenAuthority(f"{self.url}/token")
         self.service_account_key = generate_service_account_key(f"{self.url}/token", self.config.project)
         self.auth.trust(self.service_account_key)
+        #: bearer token of the admin routes when ``require_auth`` (``--admin-token-file``)
+        self.admin_token = secrets.token_urlsafe(32)
         self._dirty = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -270,6 +276,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             name = "drive.files.download"
         with self.emu.ee.lock:
             self.emu.ee.stats.requests[name] += 1
+        if self.emu.require_auth and name.startswith("admin.") and name != "admin.health":
+            given = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.emu.admin_token.encode()):
+                self._discard_body()
+                message = "Admin routes need the emulator's admin token (--admin-token-file)."
+                self.send_json(401, _error_body(401, message, "UNAUTHENTICATED"))
+                return
         needs_token = self.emu.require_auth and not name.startswith(("admin.", "oauth."))
         if needs_token and not self.emu.auth.valid(self.headers.get("Authorization")):
             self._discard_body()
