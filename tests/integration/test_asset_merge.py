@@ -30,15 +30,17 @@ def seed_parts(emulator, n: int, folder: str = "parts", per_part: int = 2) -> in
     return n * per_part
 
 
-def merge_dag(**options: object) -> str:
+def merge_dag(retries: int = 0, **options: object) -> str:
     opts = ", ".join(f"{k}={v!r}" for k, v in options.items())
     return f"""
+import datetime as dt
 import pendulum
 from airflow.sdk import DAG
 from airflow_provider_gee.operators.assets import AssetMergeOperator
 
 with DAG("DAG_ID", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
-    AssetMergeOperator(task_id="merge", gcp_conn_id="gee_test", poll_interval=0.2, retries=0, {opts})
+    AssetMergeOperator(task_id="merge", gcp_conn_id="gee_test", poll_interval=0.2, retries={retries},
+                       retry_delay=dt.timedelta(seconds=0), {opts})
 """
 
 
@@ -131,3 +133,34 @@ def test_cleanup_dry_run_lists_and_refuses_to_leave_its_folder(gee_conn, emulato
             hook.delete_tree("parts", pattern=bad, dry_run=False)
     assert len(hook.delete_tree("parts", dry_run=False)) == 3
     assert hook.get_asset("parts") is not None and len(list(hook.list_assets("keep"))) == 2
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_a_stale_destination_with_the_same_count_is_not_taken_for_the_merge(gee_conn, emulator):
+    total = seed_parts(emulator, 3)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    # yesterday's table: as many features as today's parts, with the same properties, but not merged from them
+    yesterday = [{"type": "Feature", "geometry": None, "properties": {"part": -1, "k": 0, "extra": "y"}}] * total
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged/daily", "type": "TABLE",
+                               "features": yesterday})  # fmt: skip
+    run, _ = run_dag(merge_dag(source_folder="parts", destination_asset="merged/daily", delete_sources=True))
+    assert run.state == "failed"
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert len(list(hook.list_assets("parts"))) == 3  # today's parts: all kept
+    assert emulator.stats()["operations"] == 0
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_a_retry_after_a_half_finished_delete_finishes_it_without_merging_again(gee_conn, emulator):
+    total = seed_parts(emulator, 4)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    # the first delete goes through, then EE fails for longer than the client retries
+    admin(emulator, "faults", {"kind": "http", "route": "ee.assets.delete", "status": 503, "skip": 1, "count": 6})
+    run, dag_id = run_dag(merge_dag(retries=1, source_folder="parts", destination_asset="merged/all",
+                                    delete_sources=True, overwrite=True))  # fmt: skip
+    assert run.state == "success"
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert hook.get_asset("merged/all")["featureCount"] == str(total)  # not re-merged from what was left
+    assert list(hook.list_assets("parts")) == []
+    assert emulator.stats()["operations"] == 1
+    assert len(xcom_values(dag_id, "merge")[0]["deleted"]) == 4

@@ -158,8 +158,8 @@ CASES: list[tuple[str, Callable[[Path, str, Any], Any], str]] = [
     (
         "too many tiles",
         lambda t, c, e: grid(t, [13, 52, 14, 53], cell_size=0.01, max_tiles=100),
-        "The grid would have 10,000 tiles, more than max_tiles=100: use a larger cell_size, a smaller region, or raise "
-        "max_tiles.",
+        "The grid would have at least 6,400 tiles, more than max_tiles=100: use a larger cell_size, a smaller region, "
+        "or raise max_tiles.",
     ),
     (
         "points: max_points <= 0",

@@ -3,6 +3,8 @@ harvested by DriveHarvestOperator, and MosaicOperator / TableStitchOperator put 
 
 from __future__ import annotations
 
+import tempfile
+
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -169,6 +171,44 @@ def test_bad_mosaic_settings_fail_before_anything_is_read():
         MosaicOperator(task_id="m", harvest_results=[{"files": []}], destination="/tmp/gee-x").execute({})
     with pytest.raises(GeeConfigurationError, match=r"must end in \.gpkg \(GeoPackage\) or \.parquet"):
         TableStitchOperator(task_id="t", harvest_results=[], output_path="/tmp/out.csv")
+
+
+def test_a_failed_stitch_leaves_the_previous_output_whole_and_no_temporary_files(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the operator's work directories go
+    good = tmp_path / "a.geojson"
+    gpd.GeoDataFrame({"k": [1, 2]}, geometry=gpd.points_from_xy([13.3, 13.4], [52.5, 52.5]), crs="EPSG:4326").to_file(
+        good, driver="GeoJSON"
+    )
+    bad = tmp_path / "b.csv"  # its header reads fine; its rows fail once writing has begun
+    bad.write_text('k,.geo\n3,"{not GeoJSON"\n')
+    out = tmp_path / "out" / "points.gpkg"
+    TableStitchOperator(task_id="t", harvest_results=[str(good)], output_path=str(out)).execute({})
+    before = out.read_bytes()
+    with pytest.raises(GeeConfigurationError, match="Cannot read table"):
+        TableStitchOperator(task_id="t", harvest_results=[str(good), str(bad)], output_path=str(out)).execute({})
+    assert out.read_bytes() == before  # the earlier product, whole
+    assert sorted(p.name for p in out.parent.iterdir()) == ["points.gpkg"]  # no staging left
+    assert list(scratch.iterdir()) == []  # no work directory left
+
+
+def test_a_mosaic_of_tiles_far_apart_is_refused_before_anything_is_written(tmp_path):
+    from rasterio.transform import from_origin
+
+    paths = []
+    for i, (west, north) in enumerate([(0.0, 1.0), (100.0, 51.0)]):  # two 10 x 10 tiles, 100 degrees apart
+        path = tmp_path / f"t{i}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:4326",
+                           transform=from_origin(west, north, 1e-5, 1e-5)) as dst:  # fmt: skip
+            dst.write(np.ones((1, 10, 10), dtype="uint8"))
+        paths.append(str(path))
+    out = tmp_path / "out"
+    with pytest.raises(
+        GeeConfigurationError, match=r"would be 10,000,010 x 5,000,010 = 50,000,150,000,100 pixels"
+    ) as err:
+        MosaicOperator(task_id="m", harvest_results=paths, destination=str(out)).execute({})
+    assert "more than max_pixels=10,000,000,000" in str(err.value) and not list(out.glob("*"))
 
 
 @pytest.mark.emulator(ee_concurrency=4, task_seconds=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import tracemalloc
 
 import geopandas as gpd
 import numpy as np
@@ -180,8 +182,24 @@ def test_cell_size_must_be_positive(size):
 
 def test_too_many_tiles():
     expected = len(brute_force_cells(BERLIN, 0.001))
-    with pytest.raises(GeeConfigurationError, match=rf"would have {expected:,} tiles, more than max_tiles=1,000"):
+    with pytest.raises(
+        GeeConfigurationError, match=r"would have at least [\d,]+ tiles, more than max_tiles=1,000"
+    ) as err:
         grid_tiles(BERLIN, 0.001, max_tiles=1000)
+    found = int(re.search(r"at least ([\d,]+)", str(err.value))[1].replace(",", ""))
+    assert 1000 < found <= expected  # stopped once past the limit, never more than the real count
+
+
+def test_a_huge_grid_is_refused_before_anything_per_cell_is_built():
+    tracemalloc.start()
+    try:
+        for bbox in ([0, 0, 10, 10], [-50, -50, 20, 20]):  # 1 M and 49 M candidate cells
+            with pytest.raises(GeeConfigurationError, match="more than max_tiles=10:"):
+                grid_tiles(bbox, 0.01, max_tiles=10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20  # a per-cell index of 49 M cells alone would take 784 MB
 
 
 def test_layer_choice_in_multi_layer_geopackage(tmp_path):

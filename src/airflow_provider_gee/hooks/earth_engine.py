@@ -367,6 +367,13 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
             json={"destinationName": self.asset_name(destination_id), "overwrite": overwrite},
         )
 
+    def set_asset_properties(self, asset_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """Set (or, with ``None``, remove) properties of an asset, leaving its other properties as
+        they are (``ee.data.setAssetProperties``: one ``properties."name"`` mask path each)."""
+        paths = [f'properties."{key}"' for key in properties]
+        body = {"asset": {"properties": properties}, "updateMask": {"paths": paths}}
+        return self.request("PATCH", self.asset_name(asset_id), json=body)
+
     def delete_asset(self, asset_id: str, *, missing_ok: bool = False) -> None:
         """Delete one asset (a folder must be empty)."""
         try:

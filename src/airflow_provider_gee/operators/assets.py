@@ -3,6 +3,7 @@ GeeAssetCleanupOperator: recursive delete (dry-run by default) that never leaves
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,12 @@ from airflow_provider_gee.operators.export import request_id, sanitize_descripti
 # the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
 
 _STATE_KEY = "gee_merge_level"
+#: the task state store's record of a verified merge whose parts are being deleted
+_DELETING_KEY = "gee_merge_deleting"
+#: asset properties a verified merge target carries: what it was merged from, and by which task
+#: instance (so a later run never takes a stale table for its own, and a retry knows its merge)
+MERGED_FROM = "gee_merged_from"
+MERGED_BY = "gee_merged_by"
 
 
 def feature_count(asset: dict[str, Any]) -> int:
@@ -33,8 +40,14 @@ class AssetMergeOperator(GeeBaseOperator):
     the union of the parts') before anything is deleted; then, with ``delete_sources``, exactly the
     verified parts and the intermediates are removed.
 
-    A destination that already holds the right count is kept (the export is skipped); one with a
-    wrong count is an error unless ``overwrite``.
+    Every verified merge target records what it was merged from (asset property
+    ``gee_merged_from``: a digest of the inputs' names, update times and counts) and by which task
+    instance (``gee_merged_by``). A destination merged from exactly these parts is kept (the export
+    is skipped); any other existing destination, even one with the right count, is an error unless
+    ``overwrite``. Intermediates are reused on the same rule. Before the first part is deleted the
+    list is recorded (the task state store, Airflow 3.3+): a retry after a crash or a failed delete
+    finishes the deletes and never merges again. Without a store (Airflow < 3.3) such a retry keeps
+    the parts still listed (it cannot tell them from parts added since) and reports them.
 
     :param destination_asset: the merged table (templated; relative ids are in the connection's project).
     :param source_folder: folder holding the parts (templated), with ``pattern``.
@@ -122,7 +135,25 @@ class AssetMergeOperator(GeeBaseOperator):
         asset = self.hook.get_asset(name)
         if asset is None or asset.get("type") != "TABLE":
             raise GeeConfigurationError(f"Part {name!r} is not an existing table asset.")
+        self._seen[name] = asset
         return feature_count(asset)
+
+    def _fingerprint(self, inputs: list[str]) -> str:
+        """A digest of merge inputs as they are now: names, update times, feature counts."""
+        lines = []
+        for name in sorted(inputs):
+            asset = self._seen.get(name) or self.hook.get_asset(name) or {}
+            lines.append(f"{name}|{asset.get('updateTime')}|{feature_count(asset)}")
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    @staticmethod
+    def _merged_from(asset: dict[str, Any] | None) -> str | None:
+        return ((asset or {}).get("properties") or {}).get(MERGED_FROM)
+
+    @staticmethod
+    def _instance(context: Context) -> str:
+        ti = context["ti"]
+        return f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}"
 
     def _properties(self, name: str) -> set[str]:
         first = next(iter(self.hook.list_features(name, page_size=1)), None)
@@ -131,21 +162,42 @@ class AssetMergeOperator(GeeBaseOperator):
     # ------------------------------------------------------------------ run
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._seen: dict[str, dict[str, Any]] = {}
+        destination = self.hook.asset_name(self.destination_asset)
+        EarthEngineAssetLink.persist(context, url=asset_url(destination))
+        existing = self.hook.get_asset(destination)
+        store = context.get("task_state_store")  # Airflow 3.3+
+        deleting = store.get(_DELETING_KEY) if store is not None else None
+        if deleting and deleting["destination"] == destination and self._merged_from(existing) == deleting["from"]:
+            self.log.info(
+                "An earlier try verified %s and was deleting its parts: finishing that, no merge", destination
+            )
+            return self._delete(context, deleting["result"], deleting["parts"], deleting["intermediates"])
         parts = self._parts()
         counts = {p: self._count(p) for p in parts}
         total = sum(counts.values())
-        destination = self.hook.asset_name(self.destination_asset)
-        EarthEngineAssetLink.persist(context, url=asset_url(destination))
         self.log.info("Merging %d parts (%d features) into %s", len(parts), total, destination)
-        existing = self.hook.get_asset(destination)
         if existing is not None:
             have = feature_count(existing)
-            if have == total:
-                self.log.info("%s already holds the %d features: keeping it, no export", destination, total)
+            if self._merged_from(existing) == self._fingerprint(parts) and have == total:
+                self.log.info("%s was merged from exactly these parts: keeping it, no export", destination)
                 return self._finish(context, parts, counts, [], skipped=True)
+            merged_by = ((existing.get("properties") or {}).get(MERGED_BY)) if self._merged_from(existing) else None
+            if merged_by == self._instance(context):
+                # an earlier try of this task instance verified this merge and began deleting its
+                # parts; without a record of which, those still listed may include new ones: keep them
+                self.log.warning(
+                    "An earlier try merged into %s and deleted some parts; keeping the %d still listed", destination,
+                    len(parts),
+                )  # fmt: skip
+                return {
+                    "asset_id": destination, "feature_count": have, "parts": [], "deleted": [], "kept": parts,
+                    "properties": [], "export_skipped": True,
+                }  # fmt: skip
             if not self.overwrite:
                 raise GeeConfigurationError(
-                    f"{destination!r} exists with {have} features, not the parts' {total}: pass overwrite=True."
+                    f"{destination!r} exists ({have} features) and was not merged from these {len(parts)} parts "
+                    f"({total} features): pass overwrite=True to replace it, or merge into a new destination."
                 )
         return self._advance(context, self._level_plan(1, parts, counts, intermediates=[], parts=parts))
 
@@ -161,6 +213,7 @@ class AssetMergeOperator(GeeBaseOperator):
         return {
             "level": level, "groups": groups, "targets": targets, "next": 0,
             "expected": {t: sum(counts[p] for p in g) for g, t in zip(groups, targets, strict=True)},
+            "from": {t: self._fingerprint(g) for g, t in zip(groups, targets, strict=True)},
             "intermediates": intermediates + ([] if final else targets), "parts": parts,
         }  # fmt: skip
 
@@ -178,8 +231,12 @@ class AssetMergeOperator(GeeBaseOperator):
                 group, target = plan["groups"][index], plan["targets"][index]
                 final = len(plan["targets"]) == 1
                 existing = self.hook.get_asset(target)
-                if not final and existing is not None and feature_count(existing) == plan["expected"][target]:
-                    continue  # an intermediate from an earlier try, already right
+                if (
+                    not final
+                    and self._merged_from(existing) == plan["from"][target]
+                    and feature_count(existing) == plan["expected"][target]
+                ):
+                    continue  # an intermediate an earlier try merged from exactly these inputs
                 self.hook.initialize_ee()
                 merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()
                 level = plan["level"]
@@ -222,6 +279,9 @@ class AssetMergeOperator(GeeBaseOperator):
                     raise EarthEngineError(
                         f"{target} holds {have} features, expected {plan['expected'][target]}: not deleting anything."
                     )
+                if len(plan["targets"]) > 1:  # record what the intermediate holds, for a retry
+                    self.hook.set_asset_properties(target, {MERGED_FROM: plan["from"][target]})
+                    self._seen.pop(target, None)
             if len(plan["targets"]) == 1:
                 part_counts = {p: self._count(p) for p in plan["parts"]}
                 return self._finish(context, plan["parts"], part_counts, plan["intermediates"], skipped=False)
@@ -234,6 +294,7 @@ class AssetMergeOperator(GeeBaseOperator):
         """Resume after a batch of merge exports ended; ``plan`` is the level's plan, as deferred."""
         if plan is None:
             plan = context["task_state_store"].get(_STATE_KEY)
+        self._seen = {}
         if event.get("status") != "success":
             failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
             message = (failed[0].get("error") if failed else None) or event.get("message", "merge failed")
@@ -246,6 +307,8 @@ class AssetMergeOperator(GeeBaseOperator):
     def _finish(
         self, context: Context, parts: list[str], counts: dict[str, int], intermediates: list[str], skipped: bool
     ) -> dict[str, Any]:
+        """Verify the destination (count and properties), record what it was merged from, then
+        delete exactly the verified parts (with ``delete_sources``) and the intermediates."""
         destination = self.hook.asset_name(self.destination_asset)
         total = sum(counts.values())
         have = self._count(destination)
@@ -257,19 +320,34 @@ class AssetMergeOperator(GeeBaseOperator):
             raise EarthEngineError(
                 f"{destination} lacks properties {sorted(missing)} of the parts: keeping every part."
             )
-        for name in intermediates:
-            self.hook.delete_asset(name, missing_ok=True)
-        deleted = []
-        if self.delete_sources:
-            for name in parts:  # exactly the verified parts
-                self.hook.delete_asset(name, missing_ok=True)
-                deleted.append(name)
-        self.log.info("%s verified: %d features from %d parts; deleted %d parts", destination, total, len(parts),
-                      len(deleted))  # fmt: skip
-        return {
-            "asset_id": destination, "feature_count": total, "parts": parts, "deleted": deleted,
+        fingerprint = self._fingerprint(parts)
+        record = {MERGED_FROM: fingerprint, MERGED_BY: self._instance(context)}
+        self.hook.set_asset_properties(destination, record)
+        result = {
+            "asset_id": destination, "feature_count": total, "parts": parts, "deleted": [],
             "properties": sorted(union), "export_skipped": skipped,
         }  # fmt: skip
+        doomed = parts if self.delete_sources else []
+        store = context.get("task_state_store")
+        if store is not None and (doomed or intermediates):
+            # before the first delete: a retry finishes these deletes instead of merging again
+            store.set(_DELETING_KEY, {"destination": destination, "from": fingerprint, "parts": doomed,
+                                      "intermediates": intermediates, "result": result})  # fmt: skip
+        return self._delete(context, result, doomed, intermediates)
+
+    def _delete(
+        self, context: Context, result: dict[str, Any], parts: list[str], intermediates: list[str]
+    ) -> dict[str, Any]:
+        for name in intermediates:
+            self.hook.delete_asset(name, missing_ok=True)
+        for name in parts:  # exactly the verified parts
+            self.hook.delete_asset(name, missing_ok=True)
+        result = {**result, "deleted": list(parts)}
+        self.log.info(
+            "%s verified: %d features from %d parts; deleted %d parts", result["asset_id"], result["feature_count"],
+            len(result["parts"]), len(parts),
+        )  # fmt: skip
+        return result
 
 
 class GeeAssetCleanupOperator(GeeBaseOperator):

@@ -6,6 +6,7 @@ write to a local path or an ``ObjectStoragePath`` URL. See :mod:`airflow_provide
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,8 @@ class MosaicOperator(BaseOperator):
     :param resampling: resampling for ``target_crs`` (rasterio name: ``nearest``, ``bilinear``...).
     :param window_size: the COG is written in squares of this many pixels; memory is about
         window_size² x bands x 24 bytes plus GDAL's cache.
+    :param max_pixels: refuse a mosaic larger than this (width x height; default 10^10), e.g. of
+        tiles that lie far apart, before anything is written.
     """
 
     template_fields: Sequence[str] = ("harvest_results", "destination", "name", "cog")
@@ -69,6 +72,7 @@ class MosaicOperator(BaseOperator):
         target_resolution: float | None = None,
         resampling: str = "nearest",
         window_size: int = 2048,
+        max_pixels: int = stitch.DEFAULT_MAX_MOSAIC_PIXELS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -93,15 +97,28 @@ class MosaicOperator(BaseOperator):
         self.target_resolution = target_resolution
         self.resampling = resampling
         self.window_size = window_size
+        self.max_pixels = max_pixels
 
     def execute(self, context: Context) -> dict[str, Any]:
         require_extra("stitch", "rasterio", feature="MosaicOperator")
         _check_mean_has_cog(self.overlap, self.cog)  # again: cog may have been a template
         files = stitch.manifest_files(self.harvest_results, stitch.RASTER_SUFFIXES)
         out_dir, remote = target_dir(self.destination)
+        # a local VRT references the copies of remote tiles: they live next to it, as part of the
+        # product; for a remote destination everything local is staging, removed at the end (its
+        # VRT points at files of the worker, so only its COG is for use elsewhere)
+        work = out_dir / f"{self.name}.tiles" if remote is None else Path(tempfile.mkdtemp(prefix="gee-mosaic-in-"))
+        try:
+            return self._mosaic(files, out_dir, remote, work)
+        finally:
+            if remote is not None:
+                shutil.rmtree(work, ignore_errors=True)
+                shutil.rmtree(out_dir, ignore_errors=True)
+
+    def _mosaic(self, files: list[stitch.TileFile], out_dir: Path, remote: Any, work: Path) -> dict[str, Any]:
         if remote is not None or any(is_remote(f.path) for f in files):
             self.log.info("Copying %d tiles from object storage to a local work directory", len(files))
-            files = _local_files(files, Path(tempfile.mkdtemp(prefix="gee-mosaic-in-")))
+            files = _local_files(files, work)
         tiles = stitch.read_raster_tiles(files)
         if self.target_crs:
             self.log.info("Resampling %d tiles to %s at %s", len(tiles), self.target_crs, self.target_resolution)
@@ -110,7 +127,7 @@ class MosaicOperator(BaseOperator):
         else:
             stitch.check_same_grid(tiles)
         vrt_path = out_dir / f"{self.name}.vrt"
-        grid = stitch.write_vrt(tiles, vrt_path, "last" if self.overlap == "last" else "first")
+        grid = stitch.write_vrt(tiles, vrt_path, "last" if self.overlap == "last" else "first", self.max_pixels)
         tile_count = len({t.tile_id for t in tiles})
         self.log.info(
             "VRT %s: %d files of %d tiles, %d x %d pixels, %d bands of %s, %s, bounds %s",
@@ -186,8 +203,19 @@ class TableStitchOperator(BaseOperator):
         files = stitch.manifest_files(self.harvest_results, stitch.TABLE_SUFFIXES)
         name = str(self.output_path).rstrip("/").rsplit("/", 1)[-1]
         out_dir, remote = target_dir(str(self.output_path)[: -len(name)].rstrip("/") or ".", "output directory")
+        work = Path(tempfile.mkdtemp(prefix="gee-stitch-in-"))
+        try:
+            return self._stitch(files, name, out_dir, remote, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if remote is not None:
+                shutil.rmtree(out_dir, ignore_errors=True)
+
+    def _stitch(
+        self, files: list[stitch.TileFile], name: str, out_dir: Path, remote: Any, work: Path
+    ) -> dict[str, Any]:
         if any(is_remote(f.path) for f in files):
-            files = _local_files(files, Path(tempfile.mkdtemp(prefix="gee-stitch-in-")))
+            files = _local_files(files, work)
         self.log.info("Stitching %d tables into %s (key: %s)", len(files), self.output_path, self.key or "none")
         step = max(1, len(files) // 10)
 

@@ -9,10 +9,12 @@ window or chunk size, never by the product's size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.utils.storage import is_remote
+from airflow_provider_gee.utils.storage import TEMP_PREFIX, is_remote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,6 +121,17 @@ def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
                 path = checked_input(str(entry["path"]), item.get("destination"))
                 files.append(TileFile(path, item.get("tile_id")))
     return files
+
+
+@contextlib.contextmanager
+def staging_dir(directory: Path) -> Iterator[Path]:
+    """A private directory inside ``directory`` (same filesystem, so ``os.replace`` from it is
+    atomic), removed afterwards whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # ============================================================ raster
@@ -257,8 +270,13 @@ class MosaicGrid:
         return (west, south, east, north)
 
 
-def mosaic_grid(tiles: Sequence[RasterTile]) -> MosaicGrid:
-    """The grid of the union of the tiles (they share one lattice; see :func:`check_same_grid`)."""
+#: the largest mosaic made unless asked (10^10 pixels: 100,000 x 100,000)
+DEFAULT_MAX_MOSAIC_PIXELS = 10_000_000_000
+
+
+def mosaic_grid(tiles: Sequence[RasterTile], max_pixels: int = DEFAULT_MAX_MOSAIC_PIXELS) -> MosaicGrid:
+    """The grid of the union of the tiles (they share one lattice; see :func:`check_same_grid`),
+    refused, naming its size, when it has more than ``max_pixels`` pixels (tiles far apart)."""
     from rasterio.transform import from_origin
 
     rx, ry = tiles[0].res
@@ -266,10 +284,16 @@ def mosaic_grid(tiles: Sequence[RasterTile]) -> MosaicGrid:
     bottom = min(t.bounds[1] for t in tiles)
     right = max(t.bounds[2] for t in tiles)
     top = max(t.bounds[3] for t in tiles)
+    width, height = round((right - left) / rx), round((top - bottom) / ry)
+    if width * height > max_pixels:
+        raise GeeConfigurationError(
+            f"The mosaic of {len(tiles)} files would be {width:,} x {height:,} = {width * height:,} pixels "
+            f"(bounds {left:g}, {bottom:g}, {right:g}, {top:g}), more than max_pixels={max_pixels:,}: its tiles lie "
+            "far apart. Mosaic the tiles of one region together, or raise max_pixels."
+        )
     first = tiles[0]
     return MosaicGrid(
-        first.crs, from_origin(left, top, rx, ry), round((right - left) / rx), round((top - bottom) / ry),
-        first.count, first.dtype, first.nodata,
+        first.crs, from_origin(left, top, rx, ry), width, height, first.count, first.dtype, first.nodata
     )  # fmt: skip
 
 
@@ -278,7 +302,9 @@ def _offset(t: RasterTile, grid: MosaicGrid) -> tuple[int, int]:
             round((grid.transform.f - t.transform.f) / -grid.transform.e))  # fmt: skip
 
 
-def write_vrt(tiles: Sequence[RasterTile], path: Path, overlap: str = "first") -> MosaicGrid:
+def write_vrt(
+    tiles: Sequence[RasterTile], path: Path, overlap: str = "first", max_pixels: int = DEFAULT_MAX_MOSAIC_PIXELS
+) -> MosaicGrid:
     """A GDAL VRT mosaic over the tiles (sources referenced, never copied).
 
     GDAL paints a VRT's sources in document order, so the later source wins where both have data:
@@ -291,7 +317,7 @@ def write_vrt(tiles: Sequence[RasterTile], path: Path, overlap: str = "first") -
 
     if overlap not in ("first", "last"):
         raise GeeConfigurationError(f"A VRT can resolve overlaps with 'first' or 'last', not {overlap!r}.")
-    grid = mosaic_grid(tiles)
+    grid = mosaic_grid(tiles, max_pixels)
     root = ET.Element("VRTDataset", rasterXSize=str(grid.width), rasterYSize=str(grid.height))
     ET.SubElement(root, "SRS").text = grid.crs.to_wkt()
     ET.SubElement(root, "GeoTransform").text = ", ".join(repr(v) for v in grid.transform.to_gdal())
@@ -319,7 +345,9 @@ def write_vrt(tiles: Sequence[RasterTile], path: Path, overlap: str = "first") -
                 ET.SubElement(src, "NODATA").text = _nodata_text(t.nodata)
     ET.indent(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8")
+    with staging_dir(path.parent) as stage:  # replaced whole, never written in place
+        ET.ElementTree(root).write(stage / path.name, encoding="utf-8")
+        os.replace(stage / path.name, path)
     return grid
 
 
@@ -374,7 +402,7 @@ def write_cog(
         "blockysize": 512, "compress": "ZSTD", "bigtiff": "IF_SAFER",
     }  # fmt: skip
     with (
-        tempfile.TemporaryDirectory(prefix="gee-mosaic-", dir=out_path.parent) as tmp,
+        tempfile.TemporaryDirectory(prefix=TEMP_PREFIX, dir=out_path.parent) as tmp,
         rasterio.Env(GDAL_CACHEMAX=cache_mb, GDAL_NUM_THREADS="ALL_CPUS"),
     ):
         staging = Path(tmp) / "staging.tif"
@@ -393,10 +421,12 @@ def write_cog(
             finally:
                 if src is not None:
                     src.close()
+        staged = Path(tmp) / out_path.name
         rasterio.shutil.copy(
-            staging, out_path, driver="COG", COMPRESS=compress.upper(), BLOCKSIZE=512, BIGTIFF="IF_SAFER",
+            staging, staged, driver="COG", COMPRESS=compress.upper(), BLOCKSIZE=512, BIGTIFF="IF_SAFER",
             OVERVIEWS="AUTO", NUM_THREADS="ALL_CPUS",
         )  # fmt: skip
+        os.replace(staged, out_path)  # the previous COG stays whole until the new one is
 
 
 def _mean_window(tiles: Sequence[RasterTile], bounds: tuple, grid: MosaicGrid) -> np.ndarray:
@@ -472,7 +502,6 @@ def stitch_tables(
         point on a chunk border exported twice) is dropped. Only the keys are kept in memory.
     :return: rows read, rows written, duplicates dropped, the columns.
     """
-    import pyogrio
 
     suffix = out_path.suffix.lower()
     if suffix not in (".gpkg", ".parquet", ".geoparquet"):
@@ -487,9 +516,32 @@ def stitch_tables(
             f"Key column(s) {missing} are in none of the tables; their columns are: {sorted(schema)}."
         )
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    gpkg = out_path if suffix == ".gpkg" else out_path.with_name(f".{out_path.name}.staging.gpkg")
-    for stale in (gpkg, out_path):
-        stale.unlink(missing_ok=True)
+    # staged in a private directory next to the output, which is replaced only when whole: a
+    # failed run leaves the previous output as it was
+    with staging_dir(out_path.parent) as stage:
+        gpkg = stage / f"{out_path.stem}.gpkg"
+        summary = _write_tables(files, gpkg, schema, keys, tile_column, layer, progress)
+        if suffix == ".gpkg":
+            os.replace(gpkg, out_path)
+        else:
+            staged = stage / out_path.name
+            _gpkg_to_geoparquet(gpkg, staged, layer)
+            os.replace(staged, out_path)
+    return summary
+
+
+def _write_tables(
+    files: Sequence[TileFile],
+    gpkg: Path,
+    schema: dict[str, str],
+    keys: list[str],
+    tile_column: str,
+    layer: str,
+    progress: Callable[[int, int, int], None] | None,
+) -> dict[str, Any]:
+    """Append the tables, one at a time, to one GeoPackage layer (see :func:`stitch_tables`)."""
+    import pyogrio
+
     seen: set[tuple] = set()
     rows_in = rows_out = 0
     for done, f in enumerate(files, start=1):
@@ -513,9 +565,6 @@ def stitch_tables(
             progress(done, len(files), rows_out)
     if not gpkg.exists():
         raise GeeConfigurationError(f"The {len(files)} tables hold no rows: nothing to write.")
-    if gpkg != out_path:
-        _gpkg_to_geoparquet(gpkg, out_path, layer)
-        gpkg.unlink()
     return {"rows_read": rows_in, "rows_written": rows_out, "duplicates_dropped": rows_in - rows_out,
             "columns": [*schema, "geometry"]}  # fmt: skip
 

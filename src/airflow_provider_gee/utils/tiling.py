@@ -272,20 +272,19 @@ def grid_tiles(
             f"A grid of cell_size={cell_size} {units} over the region needs {candidates:,} candidate cells "
             f"(limit {MAX_CANDIDATE_CELLS:,}): use a larger cell_size."
         )
-    cols, rows = np.meshgrid(np.arange(c0, max(c1, c0 + 1)), np.arange(r0, max(r1, r0 + 1)))
-    cols, rows = cols.ravel(), rows.ravel()
-    keep = _cells_in_region(region_g, rows - r0, cols - c0, ox + c0 * cell_size, oy + r0 * cell_size, cell_size)
-    count = int(keep.sum())
+    n_rows, n_cols = max(r1 - r0, 1), max(c1 - c0, 1)
+    found = _cells_in_region(region_g, n_rows, n_cols, ox + c0 * cell_size, oy + r0 * cell_size, cell_size, max_tiles)
+    if isinstance(found, int):  # stopped as soon as the count passed max_tiles
+        raise GeeConfigurationError(
+            f"The grid would have at least {found:,} tiles, more than max_tiles={max_tiles:,}: use a larger "
+            "cell_size, a smaller region, or raise max_tiles."
+        )
+    rows, cols = found[0] + r0, found[1] + c0
+    count = len(rows)
     if count == 0:
         raise GeeConfigurationError(
             f"Region {_describe(region)} intersects no grid cell: check its coordinates and CRS."
         )
-    if count > max_tiles:
-        raise GeeConfigurationError(
-            f"The grid would have {count:,} tiles, more than max_tiles={max_tiles:,}: use a larger cell_size, "
-            "a smaller region, or raise max_tiles."
-        )
-    cols, rows = cols[keep], rows[keep]
     x0, y0 = ox + cols * cell_size, oy + rows * cell_size
     cell_bounds = np.column_stack([x0 - overlap, y0 - overlap, x0 + cell_size + overlap, y0 + cell_size + overlap])
     cells = shapely.box(*cell_bounds.T) if clip or not geographic else None
@@ -340,30 +339,53 @@ _BLOCK = 16
 
 
 def _cells_in_region(
-    region: BaseGeometry, rel_rows: np.ndarray, rel_cols: np.ndarray, x0: float, y0: float, size: float
-) -> np.ndarray:
-    """Mask of the cells whose interior meets the region (touching its boundary is not enough).
+    region: BaseGeometry, n_rows: int, n_cols: int, x0: float, y0: float, size: float, max_count: int
+) -> tuple[np.ndarray, np.ndarray] | int:
+    """(rows, cols), relative to the grid's first cell, of the cells whose interior meets the
+    region (touching its boundary is not enough), in row-major order; or, as soon as more than
+    ``max_count`` are found, their count so far (nothing per candidate cell is allocated first).
 
-    Cells are first judged by blocks of ``_BLOCK`` x ``_BLOCK``: a block inside the region keeps
-    all its cells and a block apart from it drops them, so only cells of blocks on the region's
-    boundary are tested one by one.
+    Cells are judged by blocks of ``_BLOCK`` x ``_BLOCK``: a block inside the region keeps all its
+    cells (so the count is known before any cell is made) and a block apart from it drops them;
+    only cells of blocks on the region's boundary are tested one by one, a batch of blocks at a time.
     """
     shapely.prepare(region)
-    block_rows, block_cols = rel_rows // _BLOCK, rel_cols // _BLOCK
-    n_block_cols = int(block_cols.max()) + 1
-    bc, br = np.meshgrid(np.arange(n_block_cols), np.arange(int(block_rows.max()) + 1))
-    bx, by = x0 + bc.ravel() * size * _BLOCK, y0 + br.ravel() * size * _BLOCK
+    n_br, n_bc = -(-n_rows // _BLOCK), -(-n_cols // _BLOCK)
+    br, bc = np.divmod(np.arange(n_br * n_bc), n_bc)
+    bx, by = x0 + bc * size * _BLOCK, y0 + br * size * _BLOCK
     blocks = shapely.box(bx, by, bx + size * _BLOCK, by + size * _BLOCK)
     inside = shapely.contains_properly(region, blocks)
     edge = shapely.intersects(region, blocks) & ~inside
-    block_of_cell = block_rows * n_block_cols + block_cols
-    keep = inside[block_of_cell]
-    todo = np.flatnonzero(edge[block_of_cell])
-    if todo.size:
-        cx, cy = x0 + rel_cols[todo] * size, y0 + rel_rows[todo] * size
+    # cells of a block that lie within the grid (the last row and column of blocks are partial)
+    cells_in = np.minimum(_BLOCK, n_rows - br * _BLOCK) * np.minimum(_BLOCK, n_cols - bc * _BLOCK)
+    count = int(cells_in[inside].sum())
+    if count > max_count:
+        return count
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    offsets = np.arange(_BLOCK * _BLOCK)
+    off_r, off_c = offsets // _BLOCK, offsets % _BLOCK
+
+    def block_cells(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = (br[ids, None] * _BLOCK + off_r).ravel()
+        c = (bc[ids, None] * _BLOCK + off_c).ravel()
+        valid = (r < n_rows) & (c < n_cols)
+        return r[valid], c[valid]
+
+    parts.append(block_cells(np.flatnonzero(inside)))
+    edge_ids = np.flatnonzero(edge)
+    for start in range(0, edge_ids.size, 64):  # 64 blocks: at most 16,384 cells at a time
+        r, c = block_cells(edge_ids[start : start + 64])
+        cx, cy = x0 + c * size, y0 + r * size
         cells = shapely.box(cx, cy, cx + size, cy + size)
-        keep[todo] = shapely.intersects(region, cells) & ~shapely.touches(region, cells)
-    return keep
+        hit = shapely.intersects(region, cells) & ~shapely.touches(region, cells)
+        count += int(hit.sum())
+        if count > max_count:
+            return count
+        parts.append((r[hit], c[hit]))
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, int)
+    cols = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, int)
+    order = np.lexsort((cols, rows))
+    return rows[order], cols[order]
 
 
 @contextlib.contextmanager
