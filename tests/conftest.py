@@ -102,3 +102,13 @@ def user_conn(emulator, monkeypatch, tmp_path: Path) -> str:
     conn["extra"]["retry_initial_seconds"] = 0.01
     monkeypatch.setenv("AIRFLOW_CONN_GEE_USER", json.dumps(conn))
     return "gee_user"
+
+
+@pytest.fixture
+def ee_hook(gee_conn: str):
+    """An EarthEngineHook on the emulator, with the process-global ``ee`` client initialized for it."""
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    hook.initialize_ee()
+    return hook

@@ -14,7 +14,6 @@ import ee
 import pytest
 import requests
 
-from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 from tests.conftest import TEST_PROJECT
 from tests.helpers import BERLIN, admin, wait_for
 
@@ -35,13 +34,6 @@ def assert_operation(op: dict[str, Any]) -> None:
     assert_shape("OperationMetadata", op["metadata"])
 
 
-@pytest.fixture
-def client(gee_conn: str) -> EarthEngineHook:
-    hook = EarthEngineHook(gcp_conn_id=gee_conn)
-    hook.initialize_ee()
-    return hook
-
-
 def test_the_discovery_document_declares_the_reference_paths_and_parameters(emulator):
     doc = requests.get(f"{emulator.url}/$discovery/rest", params={"version": "v1"}, timeout=10).json()
     declared = {}
@@ -60,14 +52,14 @@ def test_the_discovery_document_declares_the_reference_paths_and_parameters(emul
         assert method["parameterOrder"] == [ref["pathParam"]], method_id
 
 
-def test_plain_number_maths(client):
+def test_plain_number_maths(ee_hook):
     assert ee.Number(40).add(2).getInfo() == 42
     assert ee.Number(7).divide(2).getInfo() == 3.5
     assert ee.Number(3).subtract(5).multiply(2).getInfo() == -4
 
 
 @pytest.mark.emulator(ee_concurrency=1, task_seconds=0.3)
-def test_the_task_functions(client, emulator):
+def test_the_task_functions(ee_hook, emulator):
     region = ee.Geometry.Rectangle(BERLIN)
     tasks = [
         ee.batch.Export.image.toDrive(ee.Image.constant(i), description=f"official-{i}", region=region, scale=1000)
@@ -96,7 +88,7 @@ def test_the_task_functions(client, emulator):
     assert ee.data.getOperation(first.name)["metadata"]["state"] == "SUCCEEDED"
 
 
-def test_the_asset_functions(client, emulator):
+def test_the_asset_functions(ee_hook, emulator):
     assert_shape("EarthEngineAsset", ee.data.createFolder(f"{ROOT}/f"))
     ee.data.createFolder(f"{ROOT}/f/sub")
     rows = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [13.3, 52.5]}, "properties": {"i": i}}

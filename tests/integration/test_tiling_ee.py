@@ -25,10 +25,8 @@ BERLIN = (13.2134, 52.4152, 13.3019, 52.4873)
 
 
 @pytest.fixture
-def hook(gee_conn: str) -> EarthEngineHook:
-    h = EarthEngineHook(gcp_conn_id=gee_conn)
-    h.initialize_ee()
-    return h
+def hook(ee_hook: EarthEngineHook) -> EarthEngineHook:
+    return ee_hook
 
 
 def test_tile_geometry_round_trips_through_ee(hook):
