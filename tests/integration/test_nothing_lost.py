@@ -177,3 +177,59 @@ def test_files_without_an_md5_are_checked_by_crc32c_and_never_overwrite_each_oth
         crc_harvest(_Crc32cOnlySource(src, corrupt=True), dest)
     assert not (dest / "u.tif").exists() and (src / "u.tif").exists()  # the source is kept
     assert not [n for n in os.listdir(dest) if n.startswith(".gee-tmp-")]
+
+
+HARVEST_SCRIPT = """
+import json, sys
+from airflow_provider_gee.operators.harvest import GeeHarvestOperator
+
+op = GeeHarvestOperator(task_id="h", destination=sys.argv[1], folder="k", gcp_conn_id="gee_test", max_parallel=1,
+                        chunk_size=1 << 20)
+print(json.dumps(op.execute({})))
+"""
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "fault"),
+    [
+        # SIGKILL while part-0 downloads: nothing deleted yet
+        ("download", {"kind": "download", "mode": "slow", "match": "part-0.bin", "bytes_per_second": 500}),
+        # while part-1 downloads: part-0 copied and deleted
+        ("download", {"kind": "download", "mode": "slow", "match": "part-1.bin", "bytes_per_second": 500}),
+        # while part-2 downloads: two copied and deleted
+        ("download", {"kind": "download", "mode": "slow", "match": "part-2.bin", "bytes_per_second": 500}),
+        # while the last delete is in flight (it completes on the server: all deleted, no manifest returned)
+        ("delete", {"kind": "http", "route": "drive.files.delete", "skip": 2, "delay": 30}),
+    ],
+    ids=["before-deletes", "after-one-delete", "after-two-deletes", "during-the-last-delete"],
+)
+def test_a_harvest_killed_at_any_step_is_completed_by_the_retry(gee_conn, emulator, tmp_path, kill_at, fault):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import wait_for
+
+    files = [seed(emulator, "k", f"part-{i}.bin", 20_000, seed=i) for i in range(3)]
+    admin(emulator, "faults", fault)
+    target = fault.get("match", "")
+    proc = subprocess.Popen([sys.executable, "-c", HARVEST_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        if kill_at == "download":  # the slow file's download has begun
+            index = int(target.removeprefix("part-").removesuffix(".bin"))
+            wait_for(lambda: emulator.stats()["requests"].get("drive.files.download", 0) > index, timeout=60)
+        else:
+            wait_for(lambda: emulator.stats()["requests"].get("drive.files.delete", 0) >= 3, timeout=60)
+        assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    admin(emulator, "faults", method="DELETE")
+    manifest = harvest(gee_conn, tmp_path, folder="k")
+    assert sorted(e["md5"] for e in manifest["files"]) == sorted(f["md5Checksum"] for f in files)
+    for entry in manifest["files"]:
+        assert md5(Path(entry["path"])) == entry["md5"]
+    assert emulator.stats()["drive_files"] == 0
+    visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".gee-"))
+    assert visible == ["part-0.bin", "part-1.bin", "part-2.bin"]

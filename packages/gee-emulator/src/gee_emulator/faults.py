@@ -6,6 +6,8 @@ Kinds of rule (JSON objects):
   ``count`` matching requests with ``status``. ``"rate": 0.1`` (with ``"seed"``) answers that
   share of them instead; ``"after": true`` handles the request first and then answers the error,
   like a response lost on the way back; ``"skip": N`` lets the first N matching requests through.
+  ``"delay": S`` instead holds each matching request S seconds and then handles it normally (a
+  slow server: time to kill a client between two requests).
 * ``{"kind": "task_failure", "match": "tile-r0001*", "count": 1, "message": "..."}``: the next
   matching tasks (by description) end FAILED with ``message``.
 * ``{"kind": "download", "mode": "cut" | "corrupt" | "slow", "match": "*.tif", "count": 1,
@@ -41,6 +43,7 @@ class FaultRule:
     bytes_per_second: float = 1_000_000.0
     drop: int = 1
     skip: int = 0  # let this many matching requests through first
+    delay: float = 0.0  # hold the request this long, then handle it normally (no error)
     seen: int = 0
     fired: int = 0
     rng: random.Random = field(default_factory=random.Random)
@@ -64,6 +67,7 @@ class FaultRule:
             bytes_per_second=float(data.get("bytes_per_second", 1_000_000)),
             drop=int(data.get("drop", 1)),
             skip=int(data.get("skip", 0)),
+            delay=float(data.get("delay", 0.0)),
             rng=random.Random(data.get("seed", 0)),
         )
         if rule.kind == "download" and rule.mode not in DOWNLOAD_MODES:

@@ -306,6 +306,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_json(403, _scope_error())
             return
         fault = None if name.startswith("admin.") else self.emu.faults.take("http", name)
+        if fault and fault.delay:  # a slow answer, not an error
+            time.sleep(fault.delay)
+            fault = None
         if fault and not fault.after:
             self._discard_body()
             self.send_json(fault.status, _error_body(fault.status, fault.message, _status_name(fault.status)))
