@@ -282,6 +282,12 @@ class GeeHarvestOperator(GeeBaseOperator):
         the trash instead, else keep it) or ``"fail"``.
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.
+
+    Each copy is recorded, before its source is deleted, in a journal next to the copies
+    (``.gee-harvest-<hash>.json``, one per export, or per source folder and prefix without an
+    ``export_result``): a retry's manifest lists the files an earlier try harvested and deleted,
+    and a harvest of a folder without ``export_result`` lists what earlier harvests of that folder
+    and prefix put into this destination.
     """
 
     # export_result is templated so that an upstream ``.output`` resolves inside mapped task groups
