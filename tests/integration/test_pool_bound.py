@@ -63,15 +63,21 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
         stack.wait_for_dag("pool_bound")
         run_id = stack.trigger("pool_bound")
 
-        def deferred_export() -> dict | None:
-            # the last of several deferred exports waits longest: EE runs 3 at once, 2 s each
+        links_path = f"dags/pool_bound/dagRuns/{run_id}/taskInstances/export/links"
+
+        def deferred_export() -> tuple[dict, dict] | None:
+            # the last of several deferred exports waits longest: EE runs 3 at once, 2 s each. Read
+            # again while its links are not there: Airflow 3.3.2 can retry a deferred task (a stale
+            # executor event, see README's limits), and a retry's XComs start empty
             tis = stack.task_instances("pool_bound", run_id)
             waiting = [ti for ti in tis if ti["task_id"] == "export" and ti["state"] == "deferred"]
-            return max(waiting, key=lambda ti: ti["map_index"]) if len(waiting) >= 4 else None
+            if len(waiting) < 4:
+                return None
+            last = max(waiting, key=lambda ti: ti["map_index"])
+            links = stack.api("GET", links_path, params={"map_index": last["map_index"]})["extra_links"]
+            return (last, links) if links["Earth Engine task"] else None
 
-        waiting = stack._wait(deferred_export, 300, "exports to defer")
-        links_path = f"dags/pool_bound/dagRuns/{run_id}/taskInstances/export/links"
-        links = stack.api("GET", links_path, params={"map_index": waiting["map_index"]})["extra_links"]
+        waiting, links = stack._wait(deferred_export, 300, "exports to defer, showing their links")
         state = stack.wait_for_run("pool_bound", run_id, timeout=600)
         tis = stack.task_instances("pool_bound", run_id)
         final_links = stack.api("GET", links_path, params={"map_index": waiting["map_index"]})["extra_links"]

@@ -466,6 +466,9 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self.log.info("Stored EE task %s is %s", external_id["operation"], self._operation["state"])
         if self._operation["state"] in ACTIVE_STATES:
             self._persist_links(context, external_id["operation"])
+        elif self._operation["state"] == "SUCCEEDED":  # a retry that finds it done links it too
+            url = task_url(self.hook.api_url, self.hook.uses_google, external_id["operation"])
+            EarthEngineTaskLink.persist(context, url=url)
         return str(self._operation["state"])
 
     def _forgotten_operation(self, name: str, context: Context) -> str:
