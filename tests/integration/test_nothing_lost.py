@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,19 @@ def test_a_harvest_killed_at_any_step_is_completed_by_the_retry(gee_conn, emulat
     assert emulator.stats()["drive_files"] == 0
     visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".gee-"))
     assert visible == ["part-0.bin", "part-1.bin", "part-2.bin"]
+
+
+def test_temporary_files_a_killed_harvest_left_are_removed_once_old(gee_conn, emulator, tmp_path):
+    old, young = tmp_path / ".gee-tmp-old.part", tmp_path / ".gee-tmp-young.part"
+    for path in (old, young):
+        path.write_bytes(b"partial")
+    day_ago = time.time() - 2 * 86400
+    os.utime(old, (day_ago, day_ago))
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep")
+    (tmp_path / ".gee-tmp-link.part").symlink_to(victim)
+    seed(emulator, "s", "tile.tif", 1000)
+    harvest(gee_conn, tmp_path, folder="s")
+    assert not old.exists()  # left by a killed try, long ago
+    assert young.exists()  # may be a harvest running now
+    assert victim.read_bytes() == b"keep" and (tmp_path / ".gee-tmp-link.part").is_symlink()

@@ -31,7 +31,14 @@ from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
 from airflow_provider_gee.utils.operations import export_file_pattern
-from airflow_provider_gee.utils.storage import exclusive_temp, link_new, stored_md5, target_dir, upload_new
+from airflow_provider_gee.utils.storage import (
+    exclusive_temp,
+    link_new,
+    remove_stale_temps,
+    stored_md5,
+    target_dir,
+    upload_new,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_gee.hooks.drive import DriveHook
@@ -372,6 +379,10 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     def _harvest(self, local: Path, remote: ObjectStoragePath | None) -> dict[str, Any]:
         source = self._source()
+        if remote is None:
+            stale = remove_stale_temps(local)
+            if stale:
+                self.log.info("Removed %d temporary file(s) a killed harvest left: %s", len(stale), stale[:5])
         # one journal per export (its EE operation), else per source folder and prefix
         journal = HarvestJournal(local, remote, (self.export_result or {}).get("operation") or source.where())
         earlier = journal.load()

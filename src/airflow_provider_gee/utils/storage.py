@@ -11,6 +11,7 @@ import base64
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +31,21 @@ def exclusive_temp(directory: Path, label: str = "") -> Path:
     fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=f"{label}.part", dir=directory)
     os.close(fd)
     return Path(name)
+
+
+def remove_stale_temps(directory: Path, older_than: float = 86400.0) -> list[str]:
+    """Remove our temporary files (``.gee-tmp-*``) older than ``older_than`` seconds from
+    ``directory``: what a killed process left. Younger ones may belong to a harvest running now."""
+    cutoff = time.time() - older_than
+    removed = []
+    for path in directory.glob(f"{TEMP_PREFIX}*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.lstat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path.name)
+        except FileNotFoundError:  # another harvest removed it meanwhile
+            continue
+    return removed
 
 
 def link_new(temp: Path, directory: Path, names: Iterator[str], is_same: Callable[[Path], bool]) -> tuple[str, bool]:
