@@ -58,9 +58,10 @@ def link_new(temp: Path, directory: Path, names: Iterator[str], is_same: Callabl
     holds a name (a rerun, or a concurrent harvest of the same file), and the temporary file is
     then left to the caller to remove.
     """
+    # listed once: a name taken after this look still fails os.link below
+    folded = {p.name.casefold(): p for p in directory.iterdir() if not p.name.startswith(TEMP_PREFIX)}
     for name in names:
         target = directory / name
-        folded = {p.name.casefold(): p for p in directory.iterdir() if not p.name.startswith(TEMP_PREFIX)}
         existing = folded.get(name.casefold())
         if existing is not None:
             if existing.name == name and is_same(existing):
