@@ -3,6 +3,8 @@ evaluator builds the merged table from the parts)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
@@ -164,3 +166,112 @@ def test_a_retry_after_a_half_finished_delete_finishes_it_without_merging_again(
     assert list(hook.list_assets("parts")) == []
     assert emulator.stats()["operations"] == 1
     assert len(xcom_values(dag_id, "merge")[0]["deleted"]) == 4
+
+
+# A task process as Airflow runs it, without a task state store (Airflow < 3.3): execute, and on a
+# deferral the trigger's first event handed to the method it names.
+MERGE_SCRIPT = """
+import asyncio, json, sys
+from types import SimpleNamespace
+from airflow.exceptions import TaskDeferred
+from airflow_provider_gee.operators.assets import AssetMergeOperator
+
+op = AssetMergeOperator(task_id="merge", source_folder="parts", destination_asset="merged/all", delete_sources=True,
+                        overwrite=sys.argv[2] == "overwrite", gcp_conn_id="gee_test", poll_interval=0.1)
+context = {"task": op, "ti": SimpleNamespace(dag_id="d", task_id="merge", run_id="r1", map_index=-1,
+                                       try_number=int(sys.argv[1]))}
+
+async def first_event(trigger):
+    async for event in trigger.run():
+        return event.payload
+
+call = lambda: op.execute(context)
+while True:
+    try:
+        print(json.dumps(call()))
+        break
+    except TaskDeferred as deferred:
+        event = asyncio.run(first_event(deferred.trigger))
+        call = lambda d=deferred, e=event: getattr(op, d.method_name)(context, event=e, **(d.kwargs or {}))
+"""
+
+
+def merge_try(try_number: int, overwrite: bool = False, **popen: object):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-c", MERGE_SCRIPT, str(try_number), "overwrite" if overwrite else "keep"]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.parametrize(
+    ("fault", "killed_after", "overwrite"),
+    [
+        # the merge export finished; recording what it merged fails until the kill: nothing recorded
+        ({"kind": "http", "route": "ee.assets.patch", "status": 503, "count": 1000}, ("ee.assets.patch", 1), True),
+        # recorded; the first delete is in flight (it completes on the server after the kill)
+        ({"kind": "http", "route": "ee.assets.delete", "delay": 8}, ("ee.assets.delete", 1), False),
+        # one part deleted, the second delete in flight
+        ({"kind": "http", "route": "ee.assets.delete", "skip": 1, "delay": 8}, ("ee.assets.delete", 2), False),
+        # two deleted, the last delete in flight: every part gone, no result returned
+        ({"kind": "http", "route": "ee.assets.delete", "skip": 2, "delay": 8}, ("ee.assets.delete", 3), False),
+    ],
+    ids=["before-the-record", "during-the-first-delete", "after-one-delete", "during-the-last-delete"],
+)
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_a_merge_killed_at_any_step_is_completed_by_the_retry(gee_conn, emulator, fault, killed_after, overwrite):
+    import signal
+
+    from tests.helpers import wait_for
+
+    total = seed_parts(emulator, 3)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    admin(emulator, "faults", fault)
+    route, requests = killed_after
+    first = merge_try(1, overwrite)
+    try:
+        wait_for(lambda: emulator.stats()["requests"].get(route, 0) >= requests or first.poll() is not None, 60)
+        assert first.poll() is None, first.stderr.read()[-3000:] if first.stderr else ""
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait(30)
+    admin(emulator, "faults", method="DELETE")
+    recorded = not overwrite
+    if recorded:  # a part that arrives after the merge was verified is not the merge's: it must survive
+        admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/parts/late", "type": "TABLE",
+                                   "features": []})  # fmt: skip
+    retry = merge_try(2, overwrite)
+    out, err = retry.communicate(timeout=120)
+    assert retry.returncode == 0, err[-3000:]
+    result = json.loads(out.strip().splitlines()[-1])
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    merged = list(hook.list_features("merged/all"))
+    assert sorted((f["properties"]["part"], f["properties"]["k"]) for f in merged) == [
+        (i, k) for i in range(3) for k in range(2)
+    ]
+    assert hook.get_asset("merged/all")["featureCount"] == str(total)
+    left = [a["name"] for a in hook.list_assets("parts")]
+    if recorded:  # the verified parts are all deleted, the late one is kept and reported
+        assert left == result["kept"] == [hook.asset_name("parts/late")]
+        assert emulator.stats()["operations"] == 1  # never merged again
+    else:  # nothing recorded: overwrite let the retry merge again, from every part
+        assert left == [] and len(result["deleted"]) == 3
+        assert emulator.stats()["operations"] == 2
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_a_retry_after_a_try_that_died_before_verifying_waits_for_its_export(gee_conn, emulator):
+    total = seed_parts(emulator, 3)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    # the first try reads the destination, the three parts and the target, submits the merge,
+    # and fails reading the finished destination back
+    admin(emulator, "faults", {"kind": "http", "route": "ee.assets.get", "status": 400, "skip": 5, "count": 1})
+    run, dag_id = run_dag(merge_dag(retries=1, source_folder="parts", destination_asset="merged/all",
+                                    delete_sources=True))  # fmt: skip
+    assert emulator.stats()["faults"][0]["fired"] == 1
+    assert run.state == "success"
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert hook.get_asset("merged/all")["featureCount"] == str(total)
+    assert list(hook.list_assets("parts")) == []
+    assert emulator.stats()["operations"] == 1  # the retry waited for the first try's export
+    assert len(xcom_values(dag_id, "merge")[0]["deleted"]) == 3

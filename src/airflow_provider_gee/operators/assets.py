@@ -3,8 +3,12 @@ GeeAssetCleanupOperator: recursive delete (dry-run by default) that never leaves
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
+import zlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import Context
@@ -23,6 +27,43 @@ _DELETING_KEY = "gee_merge_deleting"
 #: instance (so a later run never takes a stale table for its own, and a retry knows its merge)
 MERGED_FROM = "gee_merged_from"
 MERGED_BY = "gee_merged_by"
+#: the verified parts a merge is about to delete (names, compressed) and when it verified them:
+#: a retry without a task state store (Airflow < 3.3) deletes exactly these, never a newer part
+MERGED_PARTS = "gee_merged_parts"
+#: EE does not document a size limit for a property value; a record larger than this is not
+#: written (such a retry then keeps the parts it cannot prove were merged, and says so)
+MAX_PARTS_RECORD_BYTES = 64_000
+
+
+def encode_parts(latest: str, names: dict[str, list[str]]) -> str | None:
+    """The ``gee_merged_parts`` value: ``<latest>|<base64 of zlib of JSON {"parts": [...],
+    "intermediates": [...]}>``, where ``latest`` is the newest part ``updateTime`` the merge saw;
+    None when longer than :data:`MAX_PARTS_RECORD_BYTES`."""
+    packed = base64.b64encode(zlib.compress(json.dumps(names, sort_keys=True).encode(), 9)).decode()
+    value = f"{latest}|{packed}"
+    return value if len(value) <= MAX_PARTS_RECORD_BYTES else None
+
+
+def decode_parts(value: Any) -> tuple[str, dict[str, list[str]]] | None:
+    """``(latest, {"parts": ..., "intermediates": ...})`` of a ``gee_merged_parts`` value; None
+    for anything else."""
+    if not isinstance(value, str) or "|" not in value:
+        return None
+    latest, _, packed = value.partition("|")
+    try:
+        names = json.loads(zlib.decompress(base64.b64decode(packed, validate=True)))
+    except (ValueError, zlib.error):
+        return None
+    if not isinstance(names, dict) or not all(isinstance(names.get(k), list) for k in ("parts", "intermediates")):
+        return None
+    return latest, names
+
+
+def _time(value: str | None) -> datetime:
+    """An RFC 3339 timestamp as EE writes it (``Z``, 0-9 fraction digits); the epoch for None."""
+    if not value:
+        return datetime.fromtimestamp(0, UTC)
+    return datetime.fromisoformat(value)  # Python 3.11+ reads Z and 9 fraction digits
 
 
 def feature_count(asset: dict[str, Any]) -> int:
@@ -45,9 +86,12 @@ class AssetMergeOperator(GeeBaseOperator):
     instance (``gee_merged_by``). A destination merged from exactly these parts is kept (the export
     is skipped); any other existing destination, even one with the right count, is an error unless
     ``overwrite``. Intermediates are reused on the same rule. Before the first part is deleted the
-    list is recorded (the task state store, Airflow 3.3+): a retry after a crash or a failed delete
-    finishes the deletes and never merges again. Without a store (Airflow < 3.3) such a retry keeps
-    the parts still listed (it cannot tell them from parts added since) and reports them.
+    list is recorded, in the task state store (Airflow 3.3+) and as the destination's
+    ``gee_merged_parts`` property (compressed names, with the newest part update time the merge
+    saw): a retry after a crash or a failed delete finishes exactly those deletes and never merges
+    again; a part added or rewritten since is kept and reported (``kept``). A retry after a try that
+    died between submitting a merge export and verifying it waits for that export again (3.3+;
+    before 3.3 it finds an unrecorded destination and needs ``overwrite`` to merge anew).
 
     :param destination_asset: the merged table (templated; relative ids are in the connection's project).
     :param source_folder: folder holding the parts (templated), with ``pattern``.
@@ -176,24 +220,25 @@ class AssetMergeOperator(GeeBaseOperator):
         parts = self._parts()
         counts = {p: self._count(p) for p in parts}
         total = sum(counts.values())
+        source = self._fingerprint(parts)
         self.log.info("Merging %d parts (%d features) into %s", len(parts), total, destination)
+        plan = store.get(_STATE_KEY) if store is not None else None
+        if plan and plan.get("destination") == destination and plan.get("source") == source:
+            # an earlier try of this task instance merged exactly these parts and died (or failed
+            # a delete) before verifying: wait for its exports again instead of submitting others
+            self.log.info(
+                "An earlier try submitted level %d of this merge: waiting for its %d export(s) again",
+                plan["level"], len(plan.get("operations") or []),
+            )  # fmt: skip
+            return self._resume(context, plan)
         if existing is not None:
             have = feature_count(existing)
-            if self._merged_from(existing) == self._fingerprint(parts) and have == total:
+            if self._merged_from(existing) == source and have == total:
                 self.log.info("%s was merged from exactly these parts: keeping it, no export", destination)
                 return self._finish(context, parts, counts, [], skipped=True)
             merged_by = ((existing.get("properties") or {}).get(MERGED_BY)) if self._merged_from(existing) else None
             if merged_by == self._instance(context):
-                # an earlier try of this task instance verified this merge and began deleting its
-                # parts; without a record of which, those still listed may include new ones: keep them
-                self.log.warning(
-                    "An earlier try merged into %s and deleted some parts; keeping the %d still listed", destination,
-                    len(parts),
-                )  # fmt: skip
-                return {
-                    "asset_id": destination, "feature_count": have, "parts": [], "deleted": [], "kept": parts,
-                    "properties": [], "export_skipped": True,
-                }  # fmt: skip
+                return self._finish_recorded_deletes(context, existing, parts)
             if not self.overwrite:
                 raise GeeConfigurationError(
                     f"{destination!r} exists ({have} features) and was not merged from these {len(parts)} parts "
@@ -201,8 +246,43 @@ class AssetMergeOperator(GeeBaseOperator):
                 )
         return self._advance(context, self._level_plan(1, parts, counts, intermediates=[], parts=parts))
 
+    def _finish_recorded_deletes(self, context: Context, existing: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+        """A retry without a task state store after an earlier try of this task instance verified
+        the merge and began deleting: delete exactly the parts (and intermediates) that merge
+        recorded on the destination, unchanged since; keep anything else and say so."""
+        destination = existing["name"]
+        record = decode_parts((existing.get("properties") or {}).get(MERGED_PARTS))
+        doomed: list[str] = []
+        intermediates: list[str] = []
+        if record is not None:
+            latest, recorded = record
+            doomed = [
+                p for p in parts
+                if p in recorded["parts"] and _time(self._seen[p].get("updateTime")) <= _time(latest)
+            ]  # fmt: skip
+            intermediates = list(recorded["intermediates"])
+        kept = [p for p in parts if p not in doomed]
+        if kept:
+            self.log.warning(
+                "An earlier try merged into %s and deleted some parts; keeping %d part(s) it did not record "
+                "as merged: %s", destination, len(kept), ", ".join(kept[:5]) + (" ..." if len(kept) > 5 else ""),
+            )  # fmt: skip
+        else:
+            self.log.info("An earlier try verified %s and was deleting its parts: finishing that", destination)
+        result = {
+            "asset_id": destination, "feature_count": feature_count(existing), "parts": sorted(record[1]["parts"])
+            if record else [], "deleted": [], "kept": kept, "properties": [], "export_skipped": True,
+        }  # fmt: skip
+        return self._delete(context, result, doomed, intermediates)
+
     def _level_plan(
-        self, level: int, inputs: list[str], counts: dict[str, int], intermediates: list[str], parts: list[str]
+        self,
+        level: int,
+        inputs: list[str],
+        counts: dict[str, int],
+        intermediates: list[str],
+        parts: list[str],
+        source: str | None = None,
     ) -> dict[str, Any]:
         """One level: groups of inputs, each merged into one target (the destination, last)."""
         destination = self.hook.asset_name(self.destination_asset)
@@ -215,6 +295,7 @@ class AssetMergeOperator(GeeBaseOperator):
             "expected": {t: sum(counts[p] for p in g) for g, t in zip(groups, targets, strict=True)},
             "from": {t: self._fingerprint(g) for g, t in zip(groups, targets, strict=True)},
             "intermediates": intermediates + ([] if final else targets), "parts": parts,
+            "destination": destination, "source": source or self._fingerprint(parts), "operations": [],
         }  # fmt: skip
 
     def _advance(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
@@ -254,23 +335,11 @@ class AssetMergeOperator(GeeBaseOperator):
                 self.log.info(
                     "Level %d: merging group(s) up to %d of %d", plan["level"], plan["next"], len(plan["groups"])
                 )
+                plan["operations"] = operations
                 store = context.get("task_state_store")  # Airflow 3.3+
                 if store is not None:
                     store.set(_STATE_KEY, plan)
-                from airflow_provider_gee.triggers.task import GeeTaskTrigger
-
-                self.defer(
-                    trigger=GeeTaskTrigger(
-                        operations,
-                        gcp_conn_id=self.gcp_conn_id,
-                        impersonation_chain=self.impersonation_chain,
-                        poll_interval=self.poll_interval,
-                    ),
-                    method_name="level_complete",
-                    # the plan travels with the deferral; ``dag.test()`` drops these kwargs when
-                    # its inline trigger fires, hence the store as well where there is one
-                    kwargs={"plan": plan},
-                )
+                self._wait(plan)
             if plan["next"] < len(plan["groups"]):
                 continue  # every group of this batch was already complete
             for target in plan["targets"]:  # verify the whole level before using it
@@ -286,7 +355,29 @@ class AssetMergeOperator(GeeBaseOperator):
                 part_counts = {p: self._count(p) for p in plan["parts"]}
                 return self._finish(context, plan["parts"], part_counts, plan["intermediates"], skipped=False)
             plan = self._level_plan(plan["level"] + 1, plan["targets"], plan["expected"], plan["intermediates"],
-                                    plan["parts"])  # fmt: skip
+                                    plan["parts"], plan["source"])  # fmt: skip
+
+    def _wait(self, plan: dict[str, Any]) -> None:
+        """Defer until the plan's submitted merge exports end (then :meth:`level_complete`)."""
+        from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
+        self.defer(
+            trigger=GeeTaskTrigger(
+                plan["operations"],
+                gcp_conn_id=self.gcp_conn_id,
+                impersonation_chain=self.impersonation_chain,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="level_complete",
+            # the plan travels with the deferral; ``dag.test()`` drops these kwargs when its inline
+            # trigger fires, hence the store as well where there is one
+            kwargs={"plan": plan},
+        )
+
+    def _resume(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
+        if plan.get("operations"):
+            self._wait(plan)
+        return self._advance(context, plan)
 
     def level_complete(
         self, context: Context, event: dict[str, Any], plan: dict[str, Any] | None = None
@@ -298,6 +389,9 @@ class AssetMergeOperator(GeeBaseOperator):
         if event.get("status") != "success":
             failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
             message = (failed[0].get("error") if failed else None) or event.get("message", "merge failed")
+            store = context.get("task_state_store")
+            if store is not None:  # a retry starts afresh (new exports), not by waiting on failed ones
+                store.delete(_STATE_KEY)
             raise EarthEngineTaskFailed(
                 f"Merge level {plan['level']} failed: {message}. Every part is kept.",
                 operation=failed[0]["name"] if failed else "", state=failed[0]["state"] if failed else "FAILED",
@@ -321,13 +415,21 @@ class AssetMergeOperator(GeeBaseOperator):
                 f"{destination} lacks properties {sorted(missing)} of the parts: keeping every part."
             )
         fingerprint = self._fingerprint(parts)
-        record = {MERGED_FROM: fingerprint, MERGED_BY: self._instance(context)}
+        doomed = parts if self.delete_sources else []
+        record: dict[str, Any] = {MERGED_FROM: fingerprint, MERGED_BY: self._instance(context)}
+        if doomed or intermediates:
+            # the server's own clock: the newest part seen; a part updated later is not this merge's
+            latest = max((self._seen.get(p) or {}).get("updateTime") or "" for p in parts)
+            packed = encode_parts(latest, {"parts": doomed, "intermediates": intermediates})
+            if packed is None:
+                self.log.warning("Too many parts to record on %s; a retry without a task state store keeps "
+                                 "those an interrupted delete left", destination)  # fmt: skip
+            record[MERGED_PARTS] = packed
         self.hook.set_asset_properties(destination, record)
         result = {
             "asset_id": destination, "feature_count": total, "parts": parts, "deleted": [],
             "properties": sorted(union), "export_skipped": skipped,
         }  # fmt: skip
-        doomed = parts if self.delete_sources else []
         store = context.get("task_state_store")
         if store is not None and (doomed or intermediates):
             # before the first delete: a retry finishes these deletes instead of merging again
@@ -343,6 +445,10 @@ class AssetMergeOperator(GeeBaseOperator):
         for name in parts:  # exactly the verified parts
             self.hook.delete_asset(name, missing_ok=True)
         result = {**result, "deleted": list(parts)}
+        store = context.get("task_state_store")
+        if store is not None:  # done: a later run of this task instance (cleared) starts afresh
+            store.delete(_STATE_KEY)
+            store.delete(_DELETING_KEY)
         self.log.info(
             "%s verified: %d features from %d parts; deleted %d parts", result["asset_id"], result["feature_count"],
             len(result["parts"]), len(parts),

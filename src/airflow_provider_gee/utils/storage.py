@@ -116,10 +116,25 @@ def stored_md5(target: ObjectStoragePath) -> str:
     return digest.hexdigest()
 
 
-def upload_verified(local_file: Path, target: ObjectStoragePath, *, keep_local: bool = False) -> str:
-    """Stream a local file to object storage, check by md5 what landed, drop the local copy."""
+def upload_verified(
+    local_file: Path, target: ObjectStoragePath, *, keep_local: bool = False, exclusive: bool = False
+) -> str:
+    """Stream a local file to object storage, check by md5 what landed, drop the local copy.
+
+    :param exclusive: create the object only if no object holds its name (fsspec's ``xb`` mode:
+        Cloud Storage ``ifGenerationMatch=0``, S3 ``If-None-Match: *``, local ``O_EXCL``); a name
+        taken meanwhile raises :class:`FileExistsError` and nothing is replaced. A store whose
+        filesystem has no such mode is written with ``wb`` (after the caller's existence check).
+    """
     md5 = md5_file(local_file)
-    with local_file.open("rb") as src, target.open("wb") as dst:
+    mode = "xb" if exclusive else "wb"
+    try:
+        dst = target.open(mode)
+    except (ValueError, NotImplementedError):  # the store's filesystem knows no exclusive mode
+        if mode == "wb":
+            raise
+        dst = target.open("wb")
+    with local_file.open("rb") as src, dst:
         for chunk in iter(lambda: src.read(_CHUNK), b""):
             dst.write(chunk)
     landed = stored_md5(target)
@@ -135,17 +150,20 @@ def upload_new(local_file: Path, directory: ObjectStoragePath, names: Iterator[s
     :func:`link_new` places local files: an object of another content is never replaced, one of
     the same md5 is the file already there. Returns ``(name, location, uploaded)``.
 
-    Object stores have no create-if-absent here, so two harvests that upload the same new name at
-    the same instant can still race (a local destination cannot).
+    The upload itself is create-if-absent (:func:`upload_verified` with ``exclusive``), so an
+    object written under the same new name by another harvest between the look and the upload
+    is not replaced either: the next name is taken.
     """
     for name in names:
         target = directory / name
-        if target.exists():
-            if stored_md5(target) == md5:
-                local_file.unlink(missing_ok=True)
-                return name, str(target), False
-            continue
-        return name, upload_verified(local_file, target), True
+        if not target.exists():
+            try:
+                return name, upload_verified(local_file, target, exclusive=True), True
+            except FileExistsError:  # another harvest took the name just now
+                target.fs.invalidate_cache()
+        if stored_md5(target) == md5:
+            local_file.unlink(missing_ok=True)
+            return name, str(target), False
     raise GeeConfigurationError(f"No free name for {local_file.name} in {directory}.")
 
 
