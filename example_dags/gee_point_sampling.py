@@ -1,6 +1,8 @@
-"""Point sampling with an asset merge: sample points -> spatial chunks -> one table export per
-chunk to an EE asset (pool ``gee_tasks``) -> AssetMergeOperator (verified, parts deleted) -> the
-merged table downloaded as a GeoPackage.
+"""Spectral-temporal metrics at sample points, with an asset merge: sample points -> spatial
+chunks -> per chunk, a year of cloud-masked Landsat 8 and 9 surface reflectance reduced to the
+10th, 25th, 50th, 75th and 90th percentiles of red, near-infrared, shortwave-infrared and NDVI,
+sampled at the chunk's points, exported as a table to an EE asset (pool ``gee_tasks``) ->
+AssetMergeOperator (verified, parts deleted) -> the merged table downloaded as a GeoPackage.
 
 Parses with no network and no credentials. Without a ``points`` param, 1,000 seeded random points
 inside the region are written first (the workflow's example).
@@ -20,15 +22,39 @@ PARTS = "gee_examples/point_samples"
 MERGED = "gee_examples/point_samples_merged"
 
 
+PERCENTILES = [10, 25, 50, 75, 90]
+BANDS = ["SR_B4", "SR_B5", "SR_B6", "NDVI"]
+
+
+def landsat_surface_reflectance(image):
+    """Landsat Collection 2 Level 2: clouds and cloud shadows masked (QA_PIXEL bits 3 and 4),
+    the scale factors applied, NDVI added."""
+    import ee
+
+    qa = image.select("QA_PIXEL")
+    clear = qa.bitwiseAnd(1 << 3).eq(0).And(qa.bitwiseAnd(1 << 4).eq(0))
+    optical = image.select("SR_B.").multiply(0.0000275).add(-0.2)
+    ndvi = optical.normalizedDifference(["SR_B5", "SR_B4"]).rename("NDVI")
+    return ee.Image(optical.addBands(ndvi).updateMask(clear).copyProperties(image, ["system:time_start"]))
+
+
 def sample_chunk(chunk: dict, context: dict):
-    """Per-chunk computation: pixel values under each point (replace the image with your own)."""
+    """Per-chunk computation: the year's spectral-temporal metrics under each point."""
     import ee
 
     from airflow_provider_gee.utils.tiling import chunk_to_ee_feature_collection
 
     points = chunk_to_ee_feature_collection(chunk)
-    image = ee.Image.pixelLonLat()
-    return image.sampleRegions(collection=points, properties=["point_id"], scale=30, geometries=True)
+    year = int(context["params"]["year"])
+    landsat = (
+        ee.ImageCollection("LANDSAT/LC08/C02/T1_L2")
+        .merge(ee.ImageCollection("LANDSAT/LC09/C02/T1_L2"))
+        .filterDate(f"{year}-01-01", f"{year + 1}-01-01")
+        .filterBounds(points)
+        .map(landsat_surface_reflectance)
+    )
+    metrics = landsat.select(BANDS).reduce(ee.Reducer.percentile(PERCENTILES))
+    return metrics.sampleRegions(collection=points, properties=["point_id"], scale=30, geometries=True)
 
 
 with DAG(
@@ -40,6 +66,7 @@ with DAG(
         "points": Param("", type="string", description="point file; empty: 1,000 random points in the region"),
         "region": Param([13.2134, 52.4152, 13.3019, 52.4873], type="array"),
         "max_points": Param(100, type="integer", minimum=1),
+        "year": Param(2023, type="integer", minimum=2014, description="the year of Landsat observations"),
         "output": Param("/tmp/gee-samples.gpkg", type="string", description="the merged table as GeoPackage"),
     },
     tags=["gee", "example"],

@@ -24,10 +24,27 @@ CONN_ID = "google_cloud_default"
 
 
 def build(tile: dict, context: dict):
-    """The per-tile computation: here longitude and latitude bands (replace with your own)."""
+    """The per-tile computation: a summer's median Sentinel-2 NDVI (clouds masked by the scene
+    classification) and the number of clear observations (replace with your own)."""
     import ee
 
-    return ee.Image.pixelLonLat().rename(["lon", "lat"]).toFloat()
+    year = int(context["params"]["year"])
+    region = ee.Geometry(tile["geometry"])
+
+    def clear(image):
+        scl = image.select("SCL")
+        cloud_or_shadow = scl.eq(3).Or(scl.eq(8)).Or(scl.eq(9)).Or(scl.eq(10))
+        return image.updateMask(cloud_or_shadow.Not())
+
+    s2 = (
+        ee.ImageCollection("COPERNICUS/S2_SR_HARMONIZED")
+        .filterDate(f"{year}-06-01", f"{year}-09-01")
+        .filterBounds(region)
+        .filter(ee.Filter.lt("CLOUDY_PIXEL_PERCENTAGE", 60))
+        .map(clear)
+    )
+    ndvi = s2.map(lambda image: image.normalizedDifference(["B8", "B4"]).rename("ndvi")).median()
+    return ndvi.addBands(s2.select("B4").count().rename("clear_obs")).toFloat()
 
 
 with DAG(
@@ -42,6 +59,7 @@ with DAG(
         ),
         "cell_size": Param(0.02, type="number", exclusiveMinimum=0, description="tile edge in degrees"),
         "scale": Param(30, type="number", exclusiveMinimum=0, description="metres per pixel"),
+        "year": Param(2023, type="integer", minimum=2017, description="the summer (June-August) of the composite"),
         "destination": Param(
             "drive",
             enum=["drive", "gcs"],

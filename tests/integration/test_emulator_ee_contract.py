@@ -265,9 +265,25 @@ def test_transient_errors_are_retried_and_permanent_ones_are_not(hook, emulator)
     assert emulator.stats()["requests"]["ee.operations.get"] - before == 1
 
 
-def test_unsupported_expression_is_rejected_with_a_clear_message(hook):
-    with pytest.raises(EarthEngineError, match=r"Unknown or unsupported algorithm: 'Image\.focal_max'") as err:
-        hook.compute_value(ee.Image.constant(1).focal_max(3))
+def test_calls_are_checked_against_the_algorithm_list_as_ee_checks_them(hook, emulator):
+    # an outdated or hand-written client: its signatures differ from the server's algorithm list
+    def outdated(name: str, *args: str) -> ee.ApiFunction:
+        return ee.ApiFunction(name, {"args": [{"name": a, "type": "Object"} for a in args], "returns": "Object"})
+
+    with pytest.raises(EarthEngineError, match=r"Unknown built-in function name: Image\.noSuchAlgorithm") as err:
+        hook.compute_value(outdated("Image.noSuchAlgorithm", "input").call(ee.Image(1)))
+    assert err.value.status_code == 400 and not err.value.retryable
+    with pytest.raises(EarthEngineError, match=r"Unrecognized arguments \{'rigth'\} to function: Number\.add"):
+        hook.compute_value(outdated("Number.add", "left", "right", "rigth").call(1, 2, 3))
+    missing = r"Required argument \(bandSelectors\) missing to function: Image\.select"
+    with pytest.raises(EarthEngineError, match=missing):
+        hook.compute_value(outdated("Image.select", "input").call(ee.Image(1)))
+    # a real algorithm the emulator does not model: a synthetic result, or refused when strict
+    focal = ee.Image.constant(1).focal_max(3).reduceRegion(ee.Reducer.mean(), ee.Geometry.Point([0, 0]), 100)
+    assert isinstance(hook.compute_value(focal)["constant"], float)
+    admin(emulator, "config", {"strict_evaluation": True})
+    with pytest.raises(EarthEngineError, match=r"'Image\.focal_max' is not evaluated by the emulator") as err:
+        hook.compute_value(focal)
     assert err.value.status_code == 400
 
 

@@ -94,7 +94,13 @@ def test_point_sampling_example_merges_and_downloads_every_point(emulator, monke
     assert run.state == "success"
     samples = gpd.read_file(output)
     assert len(samples) == 1000 and sorted(samples["point_id"]) == list(range(1000))
-    assert {"longitude", "latitude"} <= set(samples.columns)
+    metrics = [f"{b}_p{p}" for b in ("SR_B4", "SR_B5", "SR_B6", "NDVI") for p in (10, 25, 50, 75, 90)]
+    assert set(metrics) <= set(samples.columns)
+    for band in ("SR_B4", "SR_B5", "SR_B6", "NDVI"):  # percentiles in order at every point
+        ordered = samples[[f"{band}_p{p}" for p in (10, 25, 50, 75, 90)]].to_numpy()
+        assert (ordered[:, :-1] <= ordered[:, 1:] + 1e-12).all()
+    assert samples["NDVI_p50"].between(-1, 1).all() and samples["NDVI_p50"].nunique() > 100  # varies in space
+    assert samples["SR_B5_p90"].between(-0.2, 1.0).all()  # reflectance after the scale factors
     stats = emulator.stats()
     assert stats["operations_by_state"] == {"SUCCEEDED": stats["operations"]}
     assert [a for a in emulator.ee.assets if "/point_samples/" in a] == []  # parts deleted after verification

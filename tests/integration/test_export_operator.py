@@ -116,8 +116,13 @@ def test_failed_ee_task_fails_the_airflow_task_with_ees_message(gee_conn, emulat
 
 
 def test_expression_ee_rejects_fails_at_once_without_retries(gee_conn, emulator, capsys):
+    # a client whose Image.constant takes an argument EE's does not: EE refuses the submission
+    outdated = (
+        "ee.ApiFunction('Image.constant', {'args': [{'name': 'value', 'type': 'Object'}, "
+        "{'name': 'bogus', 'type': 'Object'}], 'returns': 'Image'})"
+    )
     source = export_dag(retries=2).replace(
-        'return ee.Image.pixelLonLat().select("longitude")', "return ee.Image.constant(1).focal_max(3)"
+        'return ee.Image.pixelLonLat().select("longitude")', f"return ee.Image({outdated}.call(1, 2))"
     )
     run, dag_id = run_dag(source)
     assert run.state == "failed"

@@ -96,11 +96,16 @@ def test_sample_regions_reads_band_values_at_points():
     ]
 
 
-def test_unsupported_functions_are_named():
+def test_functions_not_evaluated_exactly_are_synthesized_or_refused_when_strict():
     expr = graph(call("Image.focal_max", image=call("Image.constant", value=const(1))))
     assert function_names(expr) == {"Image.focal_max", "Image.constant"}
+    ev = evaluator()
+    image = ev.evaluate(expr)
+    assert isinstance(image, Image) and [b.name for b in image.bands] == ["constant"]
+    assert ev.synthesized == ["Image.focal_max"]
+    strict = Evaluator(lambda t: [], lambda i: None, strict=True)
     with pytest.raises(EvaluationError, match=r"'Image\.focal_max'"):
-        evaluator().evaluate(expr)
+        strict.evaluate(expr)
 
 
 def test_pixel_grid_snaps_the_region_to_whole_pixels():

@@ -63,6 +63,20 @@ def test_grid_matches_an_independent_computation(size):
     assert [t["tile_id"] for t in tiles] == sorted(t["tile_id"] for t in tiles)
 
 
+@pytest.mark.parametrize(("bounds", "size", "expected"), [
+    ([13.2, 52.4, 13.3, 52.5], 0.05, 4),  # (13.2 + 180) / 0.05 = 3863.9999999999995 in floats
+    ([0.3, 0.3, 0.6, 0.9], 0.1, 18),
+    ([-71.1, 42.3, -70.9, 42.4], 0.1, 2),
+])  # fmt: skip
+def test_a_region_on_the_lattice_gets_no_extra_row_or_column(bounds, size, expected):
+    tiles = grid_tiles(bounds, size)
+    assert len(tiles) == expected
+    minx, miny, maxx, maxy = bounds
+    for t in tiles:  # every tile overlaps the region by more than float noise
+        x0, y0, x1, y1 = t["bbox"]
+        assert min(x1, maxx) - max(x0, minx) > size / 2 and min(y1, maxy) - max(y0, miny) > size / 2
+
+
 def test_clipped_tiles_cover_the_region_without_gaps_or_overlaps(region_files):
     gpkg, _ = region_files
     tiles = grid_tiles(gpkg, 0.01, clip=True)

@@ -264,8 +264,10 @@ def grid_tiles(
         region_g = shapely.transform(geom, lambda xy: np.column_stack(to_grid.transform(xy[:, 0], xy[:, 1])))
 
     minx, miny, maxx, maxy = region_g.bounds
-    c0, c1 = math.floor((minx - ox) / cell_size), math.ceil((maxx - ox) / cell_size)
-    r0, r1 = math.floor((miny - oy) / cell_size), math.ceil((maxy - oy) / cell_size)
+    # rounded before floor/ceil: a region edge on the lattice (13.2 = -180 + 3864 x 0.05) must not
+    # add a row or column of cells that only float noise makes overlap it
+    c0, c1 = math.floor(round((minx - ox) / cell_size, 9)), math.ceil(round((maxx - ox) / cell_size, 9))
+    r0, r1 = math.floor(round((miny - oy) / cell_size, 9)), math.ceil(round((maxy - oy) / cell_size, 9))
     candidates = (c1 - c0) * (r1 - r0)
     if candidates > MAX_CANDIDATE_CELLS:
         raise GeeConfigurationError(

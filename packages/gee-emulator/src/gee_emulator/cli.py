@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse exports while N tasks of the project are PENDING (EE: 3000; default no limit)",
     )
     p.add_argument(
+        "--strict-evaluation",
+        action="store_true",
+        help="refuse EE algorithms the emulator does not evaluate exactly, instead of synthesizing a result",
+    )
+    p.add_argument(
         "--request-id-reuse",
         choices=REQUEST_ID_REUSE,
         default="reject",
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         operation_ttl_seconds=args.operation_ttl_seconds,
         operations_order=args.operations_order,
         max_queued=args.max_queued,
+        strict_evaluation=args.strict_evaluation,
         request_id_reuse=args.request_id_reuse,
         error_status=error_status,
     )

@@ -24,16 +24,17 @@ from typing import Any
 from shapely.geometry import shape
 
 from gee_emulator import outputs
+from gee_emulator.algorithms import check_calls, function_names
+from gee_emulator.catalogue import Catalogue
 from gee_emulator.drive_store import DriveError, DriveStore
 from gee_emulator.evaluator import (
-    SUPPORTED_FUNCTIONS,
     EvaluationError,
     Evaluator,
     Feature,
     FeatureCollection,
     Geometry,
     Image,
-    function_names,
+    evaluated_exactly,
     unsupported_message,
 )
 from gee_emulator.faults import FaultInjector
@@ -132,6 +133,8 @@ class EmulatorConfig:
     request_id_reuse: str = "reject"
     #: HTTP status of answers whose status Google does not document (see ERROR_STATUS_DEFAULTS)
     error_status: dict[str, int] = field(default_factory=dict)
+    #: refuse algorithms the emulator does not evaluate exactly, instead of synthesizing a result
+    strict_evaluation: bool = False
 
 
 OPERATIONS_ORDERS = ("newest", "oldest", "random")
@@ -171,6 +174,7 @@ class EarthEngineState:
         self.config = config
         self.drive = drive
         self.faults = faults
+        self.catalogue = Catalogue()
         self.work_dir = work_dir
         self.lock = threading.RLock()
         self.operations: dict[str, Operation] = {}
@@ -226,9 +230,7 @@ class EarthEngineState:
         expression = body.get("expression")
         if not isinstance(expression, dict) or "result" not in expression:
             raise ApiError(400, "Invalid JSON payload: 'expression' is required.", "INVALID_ARGUMENT")
-        unknown = sorted(function_names(expression) - SUPPORTED_FUNCTIONS)
-        if unknown:
-            raise ApiError(400, unsupported_message(unknown[0]), "INVALID_ARGUMENT")
+        self._check_expression(expression)
         description = str(body.get("description") or "myExportTask")
         if len(description) > 100:
             raise ApiError(400, "Task description must be at most 100 characters.", "INVALID_ARGUMENT")
@@ -397,7 +399,20 @@ class EarthEngineState:
     # ---------------------------------------------------------------- evaluation and outputs
 
     def evaluator(self) -> Evaluator:
-        return Evaluator(self._load_table, self._load_image)
+        return Evaluator(
+            self._load_table, self._load_image, strict=self.config.strict_evaluation, catalogue=self.catalogue
+        )
+
+    def _check_expression(self, expression: dict[str, Any]) -> None:
+        """EE checks every call against its algorithm list before it runs anything; under
+        ``strict_evaluation`` an algorithm the emulator only synthesizes is refused as well."""
+        message = check_calls(expression)
+        if message is None and self.config.strict_evaluation:
+            inexact = sorted(function_names(expression) - evaluated_exactly())
+            if inexact:
+                message = unsupported_message(inexact[0])
+        if message is not None:
+            raise ApiError(400, message, "INVALID_ARGUMENT")
 
     def _load_table(self, table_id: str) -> list[Feature]:
         with self.lock:
@@ -633,9 +648,7 @@ class EarthEngineState:
     def compute(self, expression: dict[str, Any]) -> Any:
         from gee_emulator.evaluator import to_json
 
-        unknown = sorted(function_names(expression) - SUPPORTED_FUNCTIONS)
-        if unknown:
-            raise ApiError(400, unsupported_message(unknown[0]), "INVALID_ARGUMENT")
+        self._check_expression(expression)
         try:
             return to_json(self.evaluator().evaluate(expression))
         except EvaluationError as exc:

@@ -1,126 +1,46 @@
-"""A small evaluator for EE expression graphs.
+"""The emulator's evaluator of EE expression graphs.
 
-It supports a whitelist of EE functions, enough for tiled image exports (constants, pixel
-coordinates, band maths, clipping), table exports (features, collections, stored tables, merge,
-flatten) and point sampling. Anything else is rejected the way EE rejects an unknown algorithm, so
-a test never passes by ignoring part of a computation.
+Every call is first checked against EE's algorithm list (:mod:`gee_emulator.algorithms`). The
+functions of :data:`EXACT` are evaluated exactly (numbers, strings, lists, dictionaries, dates,
+filters, reducers, geometries, features and collections, images and image collections over the
+synthetic catalogue); any other algorithm of the list produces a synthetic value of its return
+type, logged as synthesized, unless the evaluation is strict (then it is refused).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import shapely
 from pyproj import Transformer
-from shapely.geometry import mapping, shape
+from shapely.geometry import shape
 
-METRES_PER_DEGREE = 111319.49079327357  # EE's scale for EPSG:4326 at the equator
+from gee_emulator.algorithms import check_calls, function_names, signatures
+from gee_emulator.values import (
+    METRES_PER_DEGREE,
+    Band,
+    Closure,
+    EvaluationError,
+    Feature,
+    FeatureCollection,
+    Geometry,
+    Image,
+    ImageCollection,
+    to_json,
+)
 
+__all__ = [
+    "METRES_PER_DEGREE", "EvaluationError", "Evaluator", "Feature", "FeatureCollection", "Geometry", "Image",
+    "check_calls", "evaluated_exactly", "function_names", "to_json", "unsupported_message",
+]  # fmt: skip
 
-class EvaluationError(Exception):
-    """The expression cannot be evaluated; the message is what EE would report."""
-
-
-# ---------------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class Geometry:
-    shape: Any  # shapely geometry in EPSG:4326 (lon/lat)
-
-    def to_geojson(self) -> dict[str, Any]:
-        return _plain(mapping(self.shape))
-
-
-@dataclass
-class Feature:
-    geometry: Geometry | None
-    properties: dict[str, Any] = field(default_factory=dict)
-
-    def to_geojson(self, index: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": "Feature",
-            "geometry": self.geometry.to_geojson() if self.geometry else None,
-            "properties": dict(self.properties),
-        }
-        if index is not None:
-            out["id"] = index
-        return out
-
-
-@dataclass
-class FeatureCollection:
-    features: list[Feature]
-
-    def to_geojson(self) -> dict[str, Any]:
-        return {
-            "type": "FeatureCollection",
-            "columns": {},
-            "features": [f.to_geojson(str(i)) for i, f in enumerate(self.features)],
-        }
-
-
-BandFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Band:
-    name: str
-    fn: BandFn  # (lon, lat) arrays -> values
-    dtype: str  # numpy dtype name
-
-
-@dataclass(frozen=True)
-class Image:
-    bands: tuple[Band, ...]
-    clip: Any = None  # shapely geometry outside which pixels are masked
-    region: Any = None  # export bounds (shapely, EPSG:4326)
-    scale: float | None = None  # metres per pixel
-    crs: str = "EPSG:4326"
-    properties: tuple[tuple[str, Any], ...] = ()
-
-    def sample(self, lon: np.ndarray, lat: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Band values at the given points and a mask (True = valid)."""
-        values = {b.name: np.broadcast_to(b.fn(lon, lat), lon.shape).astype(b.dtype) for b in self.bands}
-        if self.clip is None:
-            valid = np.ones(lon.shape, dtype=bool)
-        else:
-            valid = shapely.contains_xy(self.clip, lon, lat) | shapely.intersects_xy(self.clip, lon, lat)
-        return values, valid
-
-
-def _plain(obj: Any) -> Any:
-    """Tuples (as shapely's mapping returns them) to lists, for JSON."""
-    if isinstance(obj, (list, tuple)):
-        return [_plain(x) for x in obj]
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    return obj
-
-
-def to_json(value: Any) -> Any:
-    """An evaluated value as value:compute returns it."""
-    if isinstance(value, (Geometry, Feature, FeatureCollection)):
-        return value.to_geojson()
-    if isinstance(value, Image):
-        return {
-            "type": "Image",
-            "bands": [{"id": b.name, "data_type": {"type": "PixelType"}} for b in value.bands],
-        }
-    if isinstance(value, dt.datetime):
-        return {"type": "Date", "value": int(value.timestamp() * 1000)}
-    if isinstance(value, list):
-        return [to_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_json(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------- functions
 
@@ -194,7 +114,7 @@ def _dtype_of(value: Any) -> str:
     return "int32" if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else "float64"
 
 
-def _filled(v: Any) -> BandFn:
+def _filled(v: Any) -> Callable[[np.ndarray, np.ndarray], Any]:
     return lambda lon, lat: np.full(lon.shape, v)
 
 
@@ -500,8 +420,58 @@ _PURE: dict[str, Callable[..., Any]] = {
     "Projection": _projection,
 }
 
-#: Every function the emulator evaluates; an expression naming another one is rejected at submission.
-SUPPORTED_FUNCTIONS = frozenset(_PURE) | {"Collection.loadTable", "Image.load"}
+
+def _families() -> dict[str, Callable[..., Any]]:
+    from gee_emulator import functions_image, functions_pure
+
+    return {**_PURE, **functions_pure.FUNCTIONS, **functions_image.FUNCTIONS}
+
+
+#: Every function the emulator evaluates exactly (filled on first use: the families import values).
+EXACT: dict[str, Callable[..., Any]] = {}
+
+#: names the evaluator handles itself (loading from the asset store and the catalogue)
+_LOADERS = {"Collection.loadTable", "Image.load", "ImageCollection.load"}
+
+
+def exact() -> dict[str, Callable[..., Any]]:
+    if not EXACT:
+        EXACT.update(_families())
+    return EXACT
+
+
+def _depends_on_arguments(values: Mapping[str, Any]) -> set[str]:
+    """The value references whose subtree reads an argument of a user function (not cacheable
+    across calls of that function)."""
+    direct: dict[str, bool] = {}
+    refs: dict[str, set[str]] = {}
+
+    def scan(n: Any, out: set[str]) -> bool:
+        found = False
+        if isinstance(n, dict):
+            if "argumentReference" in n:
+                found = True
+            if "valueReference" in n:
+                out.add(n["valueReference"])
+            for v in n.values():
+                found = scan(v, out) or found
+        elif isinstance(n, list):
+            for v in n:
+                found = scan(v, out) or found
+        return found
+
+    for key, node in values.items():
+        refs[key] = set()
+        direct[key] = scan(node, refs[key])
+    dependent = {k for k, d in direct.items() if d}
+    changed = True
+    while changed:
+        changed = False
+        for key, used in refs.items():
+            if key not in dependent and used & dependent:
+                dependent.add(key)
+                changed = True
+    return dependent
 
 
 class Evaluator:
@@ -509,77 +479,145 @@ class Evaluator:
 
     :param load_table: returns the features of a stored table asset (raises EvaluationError if absent).
     :param load_image: returns a stored image asset.
+    :param strict: refuse algorithms that are not evaluated exactly instead of synthesizing them.
+    :param catalogue: the synthetic public catalogue (``ImageCollection.load``, ``Image.load``).
     """
 
-    def __init__(self, load_table: TableLoader, load_image: ImageLoader) -> None:
+    def __init__(
+        self,
+        load_table: TableLoader,
+        load_image: ImageLoader,
+        *,
+        strict: bool = False,
+        catalogue: Any = None,
+    ) -> None:
         self._load_table = load_table
         self._load_image = load_image
+        self.strict = strict
+        self.catalogue = catalogue
+        self.synthesized: list[str] = []
 
     def evaluate(self, expression: Mapping[str, Any]) -> Any:
         values = expression.get("values") or {}
+        dependent = _depends_on_arguments(values)
         cache: dict[str, Any] = {}
 
-        def node(n: Mapping[str, Any]) -> Any:
+        def node(n: Mapping[str, Any], env: dict[str, Any] | None, local: dict[str, Any] | None) -> Any:
             if "constantValue" in n:
                 return n["constantValue"]
             if "integerValue" in n:
                 return int(n["integerValue"])
             if "valueReference" in n:
                 ref = n["valueReference"]
-                if ref not in cache:
+                store = local if (local is not None and ref in dependent) else cache
+                if ref not in store:
                     if ref not in values:
                         raise EvaluationError(f"Invalid expression: unknown value reference {ref!r}.")
-                    cache[ref] = node(values[ref])
-                return cache[ref]
+                    store[ref] = node(values[ref], env, local)
+                return store[ref]
+            if "argumentReference" in n:
+                name = n["argumentReference"]
+                if env is None or name not in env:
+                    raise EvaluationError(f"Invalid expression: unbound argument {name!r}.")
+                return env[name]
             if "arrayValue" in n:
-                return [node(v) for v in n["arrayValue"].get("values", [])]
+                return [node(v, env, local) for v in n["arrayValue"].get("values", [])]
             if "dictionaryValue" in n:
-                return {k: node(v) for k, v in n["dictionaryValue"].get("values", {}).items()}
+                return {k: node(v, env, local) for k, v in n["dictionaryValue"].get("values", {}).items()}
+            if "functionDefinitionValue" in n:
+                definition = n["functionDefinitionValue"]
+                body = {"valueReference": definition["body"]}
+                outer = dict(env or {})
+                return Closure(
+                    list(definition.get("argumentNames") or []),
+                    lambda bound: node(body, {**outer, **bound}, {}),
+                )
             if "functionInvocationValue" in n:
                 call = n["functionInvocationValue"]
-                name = call.get("functionName")
-                args = {k: node(v) for k, v in call.get("arguments", {}).items()}
-                return self._invoke(name, args)
-            if "functionDefinitionValue" in n or "argumentReference" in n:
-                raise EvaluationError("User-defined functions (map/iterate) are not supported by the emulator.")
+                args = {k: node(v, env, local) for k, v in (call.get("arguments") or {}).items()}
+                if "functionReference" in call:
+                    fn = node({"valueReference": call["functionReference"]}, env, local)
+                    if not callable(fn):
+                        raise EvaluationError("Invalid expression: a function reference is not a function.")
+                    return fn(**args) if not isinstance(fn, Closure) else fn._call(args)
+                return self._invoke(str(call.get("functionName")), args)
             if not n:
                 return None
             raise EvaluationError(f"Invalid expression node: {sorted(n)}.")
 
-        return node({"valueReference": expression["result"]})
+        return node({"valueReference": expression["result"]}, None, None)
 
     def _invoke(self, name: str, args: dict[str, Any]) -> Any:
         if name == "Collection.loadTable":
             return FeatureCollection(list(self._load_table(str(args.get("tableId")))))
-        if name == "Image.load":
-            return self._load_image(str(args.get("id")))
-        fn = _PURE.get(name)
+        if name in ("Image.load", "ImageCollection.load"):
+            asset_id = str(args.get("id"))
+            if self.catalogue is not None and self.catalogue.has(asset_id):
+                return self.catalogue.load(asset_id, image=name == "Image.load")
+            if name == "ImageCollection.load":
+                raise EvaluationError(f"ImageCollection.load: ImageCollection asset '{asset_id}' not found.")
+            return self._load_image(asset_id)
+        fn = exact().get(name)
         if fn is None:
-            raise EvaluationError(unsupported_message(name))
+            if self.strict:
+                raise EvaluationError(unsupported_message(name))
+            return self._synthesize(name, args)
         try:
             return fn(**args)
         except TypeError as exc:
             raise EvaluationError(f"{name}: invalid arguments ({exc}).") from exc
 
+    def _synthesize(self, name: str, args: dict[str, Any]) -> Any:
+        """A value of the algorithm's return type, deterministic in its name: the computation is
+        not modelled, but the graph around it runs."""
+        sig = signatures().get(name)
+        kind = (sig.return_type if sig else "Object").split("<")[0]
+        self.synthesized.append(name)
+        log.info("synthesized %s (returns %s): not evaluated exactly by the emulator", name, kind)
+        seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+        value = (seed % 1000) / 1000
+        inputs = list(args.values())
+        if kind == "Image":
+            source = next((a for a in inputs if isinstance(a, Image)), None)
+            names = [b.name for b in source.bands] if source else [name.rsplit(".", 1)[-1]]
+            synthetic = Image(tuple(Band(n, _filled(value + i), "float64") for i, n in enumerate(names)))
+            return replace(synthetic, clip=source.clip) if source else synthetic
+        if kind in ("FeatureCollection", "Collection"):
+            return next((a for a in inputs if isinstance(a, FeatureCollection)), FeatureCollection([]))
+        if kind == "ImageCollection":
+            return next((a for a in inputs if isinstance(a, ImageCollection)), ImageCollection(images=[]))
+        if kind in ("Number", "Float", "Double"):
+            return value
+        if kind in ("Integer", "Long"):
+            return seed % 1000
+        if kind == "Boolean":
+            return bool(seed % 2)
+        if kind == "String":
+            return name
+        if kind.startswith("List"):
+            return []
+        if kind.startswith("Dictionary"):
+            return {}
+        if kind == "Reducer":  # a stand-in that reduces like mean
+            from gee_emulator.functions_pure import REDUCERS
+
+            return replace(REDUCERS["Reducer.mean"](), name=name)
+        if kind == "Filter":
+            from gee_emulator.values import Filter
+
+            return Filter(lambda element: True)
+        if kind in ("Geometry", "Feature", "Element"):
+            return next((a for a in inputs if isinstance(a, (Geometry, Feature))), None)
+        return next(iter(inputs), None)
+
 
 def unsupported_message(name: str) -> str:
-    return f"Unknown or unsupported algorithm: {name!r} (the local emulator evaluates a fixed set of functions)."
+    return (
+        f"Algorithm '{name}' is not evaluated by the emulator (strict evaluation); "
+        "run it without --strict-evaluation to get a synthetic result."
+    )
 
 
-def function_names(expression: Mapping[str, Any]) -> set[str]:
-    """Every function an expression invokes."""
-    names: set[str] = set()
-
-    def walk(n: Any) -> None:
-        if isinstance(n, dict):
-            call = n.get("functionInvocationValue")
-            if isinstance(call, dict) and "functionName" in call:
-                names.add(call["functionName"])
-            for v in n.values():
-                walk(v)
-        elif isinstance(n, list):
-            for v in n:
-                walk(v)
-
-    walk(expression)
-    return names
+def evaluated_exactly() -> frozenset[str]:
+    """The algorithms the emulator evaluates exactly (the rest it synthesizes, or refuses when strict)."""
+    return frozenset(exact()) | _LOADERS

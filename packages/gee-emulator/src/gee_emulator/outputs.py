@@ -112,10 +112,10 @@ def write_geotiffs(image: Image, grid: PixelGrid, directory: Path, prefix: str, 
                     ys = grid.y0 - (row0 + r + np.arange(rows) + 0.5) * grid.pixel
                     x, y = np.meshgrid(xs, ys)
                     lon, lat = to_lonlat.transform(x, y) if to_lonlat else (x, y)
-                    values, valid = image.sample(np.asarray(lon), np.asarray(lat))
+                    values = image.sample_masked(np.asarray(lon), np.asarray(lat))
                     for i, band in enumerate(image.bands, start=1):
-                        data = values[band.name].astype(dtype)
-                        data[~valid] = nodata
+                        # each band keeps its own mask, as in EE's GeoTIFFs (nodata where masked)
+                        data = np.ma.filled(values[band.name].astype(dtype), nodata)
                         dst.write(data, i, window=Window(0, r, w, rows))
             paths.append(path)
     return paths

@@ -4,7 +4,6 @@ one loopback port.
 
 from __future__ import annotations
 
-import functools
 import hmac
 import ipaddress
 import json
@@ -15,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from gee_emulator.algorithms import algorithms_json
 from gee_emulator.auth import DEFAULT_USER_SCOPES, Identity, TokenAuthority, generate_service_account_key
 from gee_emulator.discovery import discovery_document
 from gee_emulator.drive_store import FOLDER_MIME, ROOT_ID, DriveError, DriveStore
@@ -36,14 +35,6 @@ def route(method: str, pattern: str, name: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
-
-
-@functools.cache
-def _algorithms() -> bytes:
-    # The real algorithm list (names and signatures) that ships with earthengine-api: the client
-    # generates ee.Image.*, ee.FeatureCollection.* ... from it, so it must be complete. Read once
-    # (about 740 kB) rather than on every ee.Initialize.
-    return resources.files("ee").joinpath("tests/algorithms.json").read_bytes()
 
 
 def is_loopback(host: str) -> bool:
@@ -414,7 +405,7 @@ def _discovery(h: _RequestHandler, m: re.Match[str]) -> None:
 
 @route("GET", _P + r"/algorithms", "ee.algorithms.list")
 def _algorithms_list(h: _RequestHandler, m: re.Match[str]) -> None:
-    h.send_bytes(200, _algorithms(), "application/json; charset=UTF-8")
+    h.send_bytes(200, algorithms_json(), "application/json; charset=UTF-8")
 
 
 def _export(h: _RequestHandler, m: re.Match[str]) -> None:
@@ -716,7 +707,7 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
         h.emu.drive.quota_bytes = None if quota is None else int(quota)
     if "drive_listing_lag_seconds" in body:
         h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
-    for key in ("operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse"):
+    for key in ("operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation"):
         if key in body:
             setattr(cfg, key, body[key])
     if "error_status" in body:
@@ -734,6 +725,7 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
             "max_queued": cfg.max_queued,
             "request_id_reuse": cfg.request_id_reuse,
             "error_status": cfg.error_status,
+            "strict_evaluation": cfg.strict_evaluation,
         },
     )
 
