@@ -40,6 +40,7 @@ dist: $(STAMP)
 bench: $(STAMP)
 	$(RUN) benchmarks/tiling.py
 	$(RUN) benchmarks/triggers.py
+	$(RUN) benchmarks/evaluation.py
 	$(RUN) benchmarks/harvest.py
 	$(RUN) benchmarks/mosaic.py
 	$(RUN) benchmarks/orchestration.py

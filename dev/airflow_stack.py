@@ -1,9 +1,11 @@
 """A real, local Airflow 3.3 deployment for the demo, the integration tests and the benchmarks.
 
-Starts the four processes Airflow 3.3 needs (api-server first, then scheduler, dag-processor,
-triggerer) with LocalExecutor on SQLite in a private ``AIRFLOW_HOME``, creates the ``gee_tasks``
-pool with ``include_deferred`` through the REST API, triggers DAG runs and waits for them, and stops
-everything it started.
+Starts the processes Airflow 3.3 needs (api-server first, then scheduler, dag-processor,
+triggerer) in a private ``AIRFLOW_HOME``: LocalExecutor on SQLite by default, or the deployment we
+recommend (:meth:`AirflowStack.celery`: CeleryExecutor on PostgreSQL and Redis with the settings
+of ``docker/deployment.env``, several schedulers, triggerers and Celery workers). It creates the
+``gee_tasks`` pool with ``include_deferred`` through the REST API, triggers DAG runs and waits for
+them, and stops everything it started.
 """
 
 from __future__ import annotations
@@ -40,9 +42,44 @@ class AirflowStack:
     :param dags_folder: where the DAG files are.
     :param env: extra environment for every process (connections, settings).
     :param pools: pools to create: ``{name: slots}``, all with ``include_deferred``.
+    :param processes: how many of each process to run (``scheduler``, ``dag-processor``,
+        ``triggerer``, and with CeleryExecutor ``worker``); the second and later are named
+        ``scheduler-2`` and so on.
     """
 
     PROCESSES = ("scheduler", "dag-processor", "triggerer")
+
+    @classmethod
+    def celery(
+        cls,
+        home: str | Path,
+        dags_folder: str | Path,
+        *,
+        database_url: str,
+        broker_url: str,
+        env: Mapping[str, str] | None = None,
+        pools: Mapping[str, int] | None = None,
+        schedulers: int = 2,
+        triggerers: int = 2,
+        workers: int = 2,
+    ) -> AirflowStack:
+        """The recommended deployment: ``docker/deployment.env``'s settings, CeleryExecutor with
+        ``broker_url`` (Redis), the metadata database and Celery's result backend on
+        ``database_url`` (PostgreSQL); only addresses and paths are this host's."""
+        from dev.deployment import deployment_settings
+
+        home = Path(home)
+        result_backend = "db+" + database_url.replace("postgresql+psycopg2://", "postgresql://")
+        settings = {
+            **deployment_settings(),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+            "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH": f"file://{home.resolve()}/xcom",
+            **(env or {}),
+        }
+        counts = {"scheduler": schedulers, "dag-processor": 1, "triggerer": triggerers, "worker": workers}
+        return cls(home, dags_folder, env=settings, pools=pools, processes=counts)
 
     def __init__(
         self,
@@ -50,6 +87,7 @@ class AirflowStack:
         dags_folder: str | Path,
         env: Mapping[str, str] | None = None,
         pools: Mapping[str, int] | None = None,
+        processes: Mapping[str, int] | None = None,
     ) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -80,7 +118,10 @@ class AirflowStack:
             "NO_PROXY": "127.0.0.1,localhost",
             **(env or {}),
         }
+        self.processes = dict(processes or {name: 1 for name in self.PROCESSES})
         self.procs: dict[str, subprocess.Popen] = {}
+        #: processes stopped on purpose (:meth:`kill`): not an error while waiting
+        self.killed: dict[str, subprocess.Popen] = {}
         self.session = requests.Session()
 
     # ------------------------------------------------------------------ lifecycle
@@ -98,17 +139,32 @@ class AirflowStack:
             output = done.stderr or done.stdout
             if not done.returncode:
                 return done.stdout
-            if "database is locked" not in output or attempt == 2:
+            if "database is locked" not in output or attempt == 2:  # SQLite only
                 raise RuntimeError(f"airflow {' '.join(args)} failed: {output[-3000:]}")
             time.sleep(2)
         raise AssertionError("unreachable")
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str, kind: str | None = None) -> None:
+        kind = kind or name
+        # a Celery worker is named, so that its tasks show which one ran them
+        command = ["celery", "worker", "--celery-hostname", f"{name}@%h"] if kind == "worker" else [kind]
+        env = self.env
+        if name != kind:  # a second scheduler, triggerer or worker: log servers of its own
+            env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                   "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}  # fmt: skip
         log = (self.home / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "airflow", *command], env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started (a worker's task processes too), as a
+        machine that dies would; it is not restarted."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.killed[name] = proc
 
     def start(self, timeout: float = 180) -> AirflowStack:
         self.airflow("db", "migrate")
@@ -121,8 +177,9 @@ class AirflowStack:
                 timeout=30,
             )
             resp.raise_for_status()
-        for name in self.PROCESSES:
-            self._spawn(name)
+        for kind, count in self.processes.items():
+            for i in range(1, count + 1):
+                self._spawn(kind if i == 1 else f"{kind}-{i}", kind)
         return self
 
     def stop(self) -> None:

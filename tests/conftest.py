@@ -19,6 +19,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_HOME, "dags")
 os.makedirs(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], exist_ok=True)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+# the ee client's document cache of this session (never the user's ~/.cache)
+os.environ["GEE_CLIENT_CACHE_DIR"] = os.path.join(_HOME, "ee-client-cache")
 # gcsfs's experimental bucket-layout look-up is a gRPC API that gcp-storage-emulator does not serve
 # (each open() would wait for it to time out); Cloud Storage itself is unaffected.
 os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"

@@ -176,3 +176,46 @@ def test_unknown_functions_and_bad_band_names_fail_as_on_ee(info, emulator):
         info(ee.Image(landsat_year(ee.Geometry.Rectangle(BERLIN)).first()).select("B99").bandNames())
     with pytest.raises(EarthEngineError, match="Unable to parse date 'not a date'"):
         info(ee.Date("not a date").millis())
+
+
+def test_a_collection_without_filter_bounds_is_read_where_it_is_computed(info):
+    # users often filter by date only and clip or export over a region
+    s2 = ee.ImageCollection("COPERNICUS/S2_SR_HARMONIZED").filterDate("2023-07-01", "2023-08-01")
+    ndvi = s2.median().normalizedDifference(["B8", "B4"])
+    result = info(ndvi.reduceRegion(ee.Reducer.mean(), ee.Geometry.Rectangle(BERLIN), 500))
+    assert -1 <= result["nd"] <= 1
+    with pytest.raises(EarthEngineError, match="filter 'COPERNICUS/S2_SR_HARMONIZED' by bounds"):
+        info(s2.size())  # counting every scene on Earth: refused, with the way out
+
+
+def test_a_composite_export_computes_each_scene_once_per_window(ee_hook, emulator, monkeypatch, tmp_path):
+    """Every band and reducer of a composite reads a scene's pixels from one computation per
+    window (the count is bounded; seconds are the benchmark's)."""
+    import dataclasses
+    import json as json_module
+
+    from ee import serializer
+
+    from gee_emulator import catalogue, outputs
+
+    calls = []
+    dataset = catalogue.DATASETS["LANDSAT/LC08/C02/T1_L2"]
+
+    def counted(scene, lon, lat, extra):
+        calls.append(scene.index)
+        return dataset.values(scene, lon, lat, extra)
+
+    monkeypatch.setitem(catalogue.DATASETS, dataset.id, dataclasses.replace(dataset, values=counted))
+    side = 300 * 30 / 111_319.49  # 300 x 300 pixels: two windows of at most 256 rows
+    region = ee.Geometry.Rectangle([13.2, 52.42, 13.2 + side, 52.42 + side])
+    year = landsat_year(region)
+    scenes = ee_hook.compute_value(year.size())
+    composite = year.map(mask_l8).select(["SR_B4", "SR_B5"]).reduce(ee.Reducer.percentile([10, 50, 90]))
+    composite = composite.addBands(year.map(mask_l8).select("SR_B5").median())
+    expression = json_module.loads(serializer.toJSON(composite.clipToBoundsAndScale(geometry=region, scale=30)))
+    calls.clear()
+    image = emulator.ee.evaluator().evaluate(expression)
+    paths = outputs.write_geotiffs(image, outputs.pixel_grid(image), tmp_path, "c", (4096, 4096))
+    assert len(paths) == 1 and len(image.bands) == 7
+    windows = 2
+    assert 0 < len(calls) <= scenes * windows  # not once per band, reducer output or mapped step

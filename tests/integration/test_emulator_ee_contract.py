@@ -296,3 +296,39 @@ def test_token_flow_runs_the_real_jwt_exchange_and_is_required(hook, emulator):
     resp = requests.get(f"{emulator.url}/v1/projects/{TEST_PROJECT}/operations", timeout=10)
     assert resp.status_code == 401
     assert resp.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+INIT_SCRIPT = """
+import sys
+from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+EarthEngineHook(gcp_conn_id="gee_test").initialize_ee()
+import ee
+print(ee.Number(40).add(2).getInfo())
+"""
+
+
+@pytest.mark.parametrize("cache_seconds", [3600, 0])
+def test_task_processes_of_a_machine_share_the_documents_ee_initialize_downloads(
+    emulator, monkeypatch, tmp_path, cache_seconds
+):
+    import json
+    import subprocess
+    import sys
+
+    conn = emulator.connection()
+    conn["extra"]["client_cache_seconds"] = cache_seconds
+    monkeypatch.setenv("AIRFLOW_CONN_GEE_TEST", json.dumps(conn))
+    monkeypatch.setenv("GEE_CLIENT_CACHE_DIR", str(tmp_path / "cache"))
+    for _ in range(3):  # three task processes, one after the other
+        done = subprocess.run([sys.executable, "-c", INIT_SCRIPT], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip().endswith("42"), done.stderr[-2000:]
+    requests = emulator.stats()["requests"]
+    if cache_seconds:  # downloaded once for the machine (the discovery document serves both resources)
+        assert (requests["ee.discovery"], requests["ee.algorithms.list"]) == (1, 1)
+        # a damaged entry is fetched again, not used
+        for entry in (tmp_path / "cache").iterdir():
+            entry.write_bytes(b'{"truncated')
+        subprocess.run([sys.executable, "-c", INIT_SCRIPT], capture_output=True, text=True, timeout=120, check=True)
+        assert emulator.stats()["requests"]["ee.algorithms.list"] == 2
+    else:  # every process downloads them: twice the discovery document, once the algorithm list
+        assert (requests["ee.discovery"], requests["ee.algorithms.list"]) == (6, 3)

@@ -75,7 +75,10 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
                 return None
             last = max(waiting, key=lambda ti: ti["map_index"])
             links = stack.api("GET", links_path, params={"map_index": last["map_index"]})["extra_links"]
-            return (last, links) if links["Earth Engine task"] else None
+            # Airflow's task runner writes the links one after the other after the task deferred:
+            # read again until the last of them (the asset link, empty for Drive) is written too
+            written = links["Earth Engine task"] and links["Drive folder"]
+            return (last, links) if written else None
 
         waiting, links = stack._wait(deferred_export, 300, "exports to defer, showing their links")
         state = stack.wait_for_run("pool_bound", run_id, timeout=600)

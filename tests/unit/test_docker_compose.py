@@ -14,13 +14,23 @@ def compose() -> dict:
     return yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
 
 
+def effective_env(service: dict) -> dict:
+    """What a service's processes see: its env_file's settings, then its environment."""
+    from dev.deployment import deployment_settings
+
+    env = {}
+    for name in [service["env_file"]] if isinstance(service.get("env_file"), str) else service.get("env_file", []):
+        env.update(deployment_settings(DOCKER / name))
+    return {**env, **service.get("environment", {})}
+
+
 def test_services_of_a_celery_deployment_are_there():
     services = compose()["services"]
     for name in ("postgres", "redis", "airflow-init", "airflow-api-server", "airflow-scheduler",
                  "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "gee-emulator"):  # fmt: skip
         assert name in services, name
     assert services["airflow-worker"]["deploy"]["replicas"] >= 2
-    assert services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert effective_env(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert services["gee-emulator"]["profiles"] == ["emulator"]
 
 
@@ -45,7 +55,7 @@ def test_init_creates_the_pool_with_include_deferred():
 
 def test_large_xcoms_go_to_a_volume_every_airflow_service_mounts():
     services = compose()["services"]
-    env = services["airflow-worker"]["environment"]
+    env = effective_env(services["airflow-worker"])
     assert env["AIRFLOW__CORE__XCOM_BACKEND"] == "airflow.providers.common.io.xcom.backend.XComObjectStorageBackend"
     assert int(env["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD"]) > 0  # below 0 nothing leaves the database
     path = env["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH"].removeprefix("file://")
@@ -68,8 +78,30 @@ def test_every_path_the_image_copies_exists():
 
 
 def test_operators_defer_by_default_in_the_deployment():
-    env = compose()["services"]["airflow-worker"]["environment"]
+    env = effective_env(compose()["services"]["airflow-worker"])
     assert env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] == "True"
+
+
+def test_the_compose_file_runs_with_the_settings_the_deployment_test_runs_with(tmp_path):
+    """One source: docker/deployment.env. Every Airflow service reads it and overrides none of it;
+    the system test's stack (AirflowStack.celery) starts with exactly those values."""
+    from dev.airflow_stack import AirflowStack
+    from dev.deployment import deployment_settings
+
+    tested = deployment_settings()
+    assert tested["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name, service in compose()["services"].items():
+        if name.startswith("airflow-"):
+            assert service["env_file"] == "deployment.env", name
+            assert not set(service.get("environment", {})) & set(tested), (
+                name,
+                set(service["environment"]) & set(tested),
+            )
+    stack = AirflowStack.celery(tmp_path / "home", tmp_path / "dags", database_url="postgresql+psycopg2://u@h/db",
+                                broker_url="redis://h:6379/5")  # fmt: skip
+    assert {k: stack.env[k] for k in tested} == tested
+    assert stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql://u@h/db"
+    assert stack.processes == {"scheduler": 2, "dag-processor": 1, "triggerer": 2, "worker": 2}
 
 
 def test_the_jwt_secret_is_required_and_the_api_server_binds_loopback():

@@ -34,6 +34,8 @@ class GeeConnectionMixin:
     * ``scope``: comma-separated scopes (default: Earth Engine, Cloud Platform and Drive).
     * ``retry_initial_seconds`` / ``retry_max_seconds``: backoff bounds for transient errors
       (``num_retries``, the Google provider's field, gives the number of retries).
+    * ``client_cache_seconds``: how long a machine reuses the discovery document and algorithm
+      list ``ee.Initialize`` downloads (default 3600; 0: download them in every process).
     """
 
     # ``_get_field`` comes from GoogleBaseHook, which every user of this mixin also inherits.
@@ -84,6 +86,11 @@ class GeeConnectionMixin:
         if url:
             return str(url).rstrip("/") + "/"
         return None if self.uses_google else f"{self.api_url}/drive/v3/"
+
+    @cached_property
+    def client_cache_seconds(self) -> float:
+        value = self._get_field("client_cache_seconds", None)  # type: ignore[attr-defined]
+        return 3600.0 if value in (None, "") else float(value)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:

@@ -409,8 +409,9 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
     def initialize_ee(self) -> None:
         """Initialize the process-global ``ee`` client for this connection (once per process).
 
-        Costs several requests (discovery, the algorithm list); call it only where an EE object
-        must be built.
+        The discovery document and the algorithm list it needs come from the machine's cache
+        (:mod:`airflow_provider_gee.utils.ee_cache`) while fresh (``client_cache_seconds``), so
+        the task processes of a worker download them about once an hour, not once each.
         """
         global _ee_initialized_for
         import ee
@@ -423,10 +424,13 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
                 ee.Reset()
             ee.data.setMaxRetries(self.retry_policy.max_retries)
             self.log.info("Initializing the ee client for project %s at %s", self.project, self.api_url)
+            from airflow_provider_gee.utils.ee_cache import CachingTransport
+
             ee.Initialize(
                 credentials=self.get_credentials(),
                 project=self.project,
                 url=None if self.uses_google else self.api_url,
+                http_transport=CachingTransport(self.client_cache_seconds),
             )
             _ee_initialized_for = key
 

@@ -175,8 +175,10 @@ class Dataset:
             k += 1
         return out
 
-    def scenes(self, dates: DateRange | None, region: Any) -> list[Image]:
-        """The scenes whose footprint intersects ``region`` and whose time lies in ``dates``."""
+    def scenes(self, dates: DateRange | None, region: Any, made: dict[Any, Image] | None = None) -> list[Image]:
+        """The scenes whose footprint intersects ``region`` and whose time lies in ``dates``;
+        ``made`` keeps the scene images already made (the same scene is the same object)."""
+        made = {} if made is None else made
         start = max(self.start, dates.start) if dates else self.start
         last = self.end or dt.datetime.now(_UTC)
         end = min(last, dates.end) if dates else last
@@ -196,7 +198,10 @@ class Dataset:
             offset = _hash(self.id, i, j) * self.revisit_days if self.cell_deg else 0.0
             first = self.start + dt.timedelta(days=self.phase_days + offset)
             for when in self._times(first, start, end):
-                images.append(self._image(i, j, footprint, when))
+                key = (i, j, when)
+                if key not in made:
+                    made[key] = self._image(i, j, footprint, when)
+                images.append(made[key])
                 if len(images) > MAX_SCENES:
                     raise EvaluationError(
                         f"ImageCollection.load: Collection query aborted after accumulating over {MAX_SCENES} "

@@ -158,12 +158,15 @@ class ImageCollection:
     source: Any = None  # catalogue.Dataset
     parts: list[ImageCollection] | None = None
     steps: list[tuple[str, Any]] = field(default_factory=list)  # ("filter", Filter) | ("map", fn)
+    #: scenes already made from ``source``, shared by every collection derived from one load: two
+    #: chains over the same scenes (two maps of one collection) compute each scene once
+    scenes: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
     #: resolved images by bounds and dates: each band of a reduction asks again, and must get the
     #: same image objects (whose computed windows are remembered)
     _resolved: dict[Any, list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def then(self, kind: str, step: Any) -> ImageCollection:
-        return ImageCollection(self.images, self.source, self.parts, [*self.steps, (kind, step)])
+        return ImageCollection(self.images, self.source, self.parts, [*self.steps, (kind, step)], self.scenes)
 
     @property
     def filters(self) -> list[Filter]:
@@ -220,7 +223,7 @@ class ImageCollection:
         elif self.parts is not None:
             items = [image for part in self.parts for image in part.resolve(region, dates)]
         else:
-            items = self.source.scenes(dates, region)
+            items = self.source.scenes(dates, region, self.scenes)
         for kind, step in self.steps:
             if kind == "filter":
                 items = [i for i in items if step(i)]
