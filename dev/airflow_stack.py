@@ -69,7 +69,7 @@ class AirflowStack:
         from dev.deployment import deployment_settings
 
         home = Path(home)
-        result_backend = "db+" + database_url.replace("postgresql+psycopg2://", "postgresql://")
+        result_backend = "db+" + database_url  # db+postgresql+psycopg2://: SQLAlchemy 2.1 defaults to psycopg 3
         settings = {
             **deployment_settings(),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,

@@ -76,7 +76,7 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
             last = max(waiting, key=lambda ti: ti["map_index"])
             links = stack.api("GET", links_path, params={"map_index": last["map_index"]})["extra_links"]
             # Airflow's task runner writes the links one after the other after the task deferred:
-            # read again until the last of them (the asset link, empty for Drive) is written too
+            # read again until the Drive folder's is written too
             written = links["Earth Engine task"] and links["Drive folder"]
             return (last, links) if written else None
 

@@ -90,6 +90,9 @@ def test_the_recommended_deployment_survives_a_killed_worker_scheduler_and_trigg
     finally:
         shutil.rmtree(adc_dir, ignore_errors=True)
 
+    retried = sorted({(t["task_id"], t["map_index"]) for t in tis if (t.get("try_number") or 1) > 1})
+    print(f"\nCelery deployment: {json.dumps(events)}, peak in flight {stats['peak_in_flight']}, "
+          f"{len(operations)} EE operations, task instances retried: {retried}")  # fmt: skip
     failed = [(t["task_id"], t["map_index"], t["state"]) for t in tis if t["state"] != "success"]
     assert state == "success", failed
     exports = [t for t in tis if t["task_id"] == "tile_pipeline.export"]

@@ -100,7 +100,7 @@ def test_the_compose_file_runs_with_the_settings_the_deployment_test_runs_with(t
     stack = AirflowStack.celery(tmp_path / "home", tmp_path / "dags", database_url="postgresql+psycopg2://u@h/db",
                                 broker_url="redis://h:6379/5")  # fmt: skip
     assert {k: stack.env[k] for k in tested} == tested
-    assert stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql://u@h/db"
+    assert stack.env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+postgresql+psycopg2://u@h/db"
     assert stack.processes == {"scheduler": 2, "dag-processor": 1, "triggerer": 2, "worker": 2}
 
 
