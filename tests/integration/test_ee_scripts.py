@@ -54,6 +54,12 @@ def test_numbers_strings_lists_dictionaries_and_dates(info):
     assert info(ee.Date("2023-06-15").get("month")) == 6
     assert info(ee.Date.fromYMD(2023, 12, 31).getRelative("day", "year")) is not None
     assert info(ee.DateRange("2023-01-01", "2023-02-01").contains(ee.Date("2023-01-15")))
+    matrix = ee.Array([[1, 2], [3, 4]])
+    assert info(matrix.add(1).toList()) == [[2, 3], [4, 5]]
+    assert info(matrix.length()) == [2, 2] and info(matrix.get([1, 0])) == 3
+    assert info(matrix.reduce(ee.Reducer.sum(), [0]).toList()) == [[4, 6]]
+    assert info(matrix.matrixMultiply(ee.Array.identity(2)).toList()) == [[1, 2], [3, 4]]
+    assert info(ee.Array([1, 2, 3]).accum(0).toList()) == [1, 3, 6]
 
 
 def test_geometry_and_feature_collections(info):

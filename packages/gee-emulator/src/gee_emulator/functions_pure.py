@@ -1253,7 +1253,86 @@ def _mode(d: np.ma.MaskedArray) -> list[Any]:
     return [np.ma.masked_array(out.reshape(data.shape[1:]), mask=mask.all(axis=0))]
 
 
+# ------------------------------------------------------------------------------------ arrays
+
+
+def as_array(value: Any, fn: str = "Array") -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, int, float)) and not isinstance(value, bool):
+        return np.asarray(value, dtype=float if _has_float(value) else np.int64)
+    raise EvaluationError(f"{fn}: expected an Array, got {type(value).__name__}.")
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
+
+
+def _array_binary(name: str) -> Callable[..., Any]:
+    op = BINARY[name]
+    return lambda left, right: op(as_array(left, f"Array.{name}"), as_array(right, f"Array.{name}"))
+
+
+def _array_reduce(array: Any, reducer: Any, axes: Any, fieldAxis: Any = None) -> np.ndarray:
+    a = as_array(array, "Array.reduce").astype(float)
+    red = _as_reducer(reducer, "Array.reduce")
+    out = a
+    for axis in sorted((int(x) for x in axes), reverse=True):
+        moved = np.moveaxis(out, axis, 0)
+        reduced = np.ma.getdata(red.fn(np.ma.masked_invalid(moved))[0])
+        out = np.expand_dims(reduced, axis)  # EE keeps a reduced axis, of length 1
+    return out
+
+
+def _array_slice(array: Any, axis: Any = 0, start: Any = 0, end: Any = None, step: Any = 1) -> np.ndarray:
+    a, axis = as_array(array, "Array.slice"), int(axis or 0)
+    stop = a.shape[axis] if end is None else int(end)
+    return np.take(a, range(int(start or 0), stop, int(step or 1)), axis=axis)
+
+
+def _array_sort(array: Any, keys: Any = None) -> np.ndarray:
+    a = as_array(array, "Array.sort")
+    return a[np.argsort(as_array(keys if keys is not None else a), kind="stable")]
+
+
+def _array_accum(array: Any, axis: Any, reducer: Any = None) -> np.ndarray:
+    """Running sums (EE's default), products, minima or maxima along ``axis``."""
+    name = "sum" if reducer is None else _as_reducer(reducer, "Array.accum").name
+    ops = {"sum": np.cumsum, "product": np.cumprod, "min": np.minimum.accumulate, "max": np.maximum.accumulate}
+    if name not in ops:
+        raise EvaluationError(f"Array.accum: the emulator accumulates with sum, product, min or max, not {name}.")
+    return ops[name](as_array(array, "Array.accum"), axis=int(axis))
+
+
+def _array_unary(op: Callable[[Any], Any]) -> Callable[..., Any]:
+    return lambda input: op(as_array(input))
+
+
+ARRAYS: dict[str, Callable[..., Any]] = {
+    "Array": lambda values, pixelType=None: as_array(values),
+    "Array.get": lambda array, position: _scalar(as_array(array)[tuple(int(p) for p in position)]),
+    "Array.length": lambda array: list(as_array(array).shape),
+    "Array.toList": lambda array: as_array(array).tolist(),
+    "Array.slice": _array_slice,
+    "Array.cat": lambda arrays, axis=0: np.concatenate([as_array(a) for a in arrays], axis=int(axis or 0)),
+    "Array.sort": _array_sort,
+    "Array.transpose": lambda array, axis1=0, axis2=1: np.swapaxes(as_array(array), int(axis1), int(axis2)),
+    "Array.reshape": lambda array, shape: as_array(array).reshape([int(x) for x in as_array(shape).ravel()]),
+    "Array.identity": lambda size: np.identity(int(size)),
+    "Array.dotProduct": lambda array1, array2: _scalar(np.dot(as_array(array1), as_array(array2))),
+    "Array.matrixMultiply": lambda left, right: np.matmul(as_array(left), as_array(right)),
+    "Array.argmax": lambda array: list(np.unravel_index(int(np.argmax(as_array(array))), as_array(array).shape)),
+    "Array.reduce": _array_reduce,
+    "Array.accum": lambda array, axis, reducer=None: _array_accum(array, axis, reducer),
+    **{f"Array.{n}": _array_binary(n) for n in BINARY},
+    **{f"Array.{n}": _array_unary(op) for n, op in UNARY.items()},
+}
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    **ARRAYS,
     **{f"Number.{n}": _number_binary(n) for n in BINARY},
     **{f"Number.{n}": _number_unary(n) for n in UNARY},
     **{f"Number.{n}": _number_cast(t) for n, t in CASTS.items()},
