@@ -766,7 +766,103 @@ def image_geometry(feature: Any, maxError: Any = None, proj: Any = None, geodesi
     return Geometry(shape if shape is not None else shapely.box(-180, -90, 180, 90))
 
 
+# ------------------------------------------------------------------------------------ grids and sampling
+
+
+def _pixel_lon_lat() -> Image:
+    return Image(
+        (
+            Band("longitude", lambda lon, lat: lon, "float64"),
+            Band("latitude", lambda lon, lat: lat, "float64"),
+        )
+    )
+
+
+def _clip_to_bounds_and_scale(
+    input: Any,
+    geometry: Any = None,
+    width: Any = None,
+    height: Any = None,
+    maxDimension: Any = None,
+    scale: Any = None,
+) -> Image:
+    img = as_image(input)
+    region = as_geometry(geometry).shape if geometry is not None else img.region
+    if region is None:
+        raise EvaluationError("Image.clipToBoundsAndScale: a region is required.")
+    out = replace(img, region=region, clip=_intersect(img.clip, shapely.box(*region.bounds)))
+    if scale is not None:
+        out = replace(out, scale=float(scale))
+    elif width or height or maxDimension:
+        minx, miny, maxx, maxy = region.bounds
+        pixels = float(width or height or maxDimension)
+        out = replace(out, scale=max(maxx - minx, maxy - miny) / pixels * METRES_PER_DEGREE)
+    return out
+
+
+def _projection(crs: Any = None, transform: Any = None, transformWkt: Any = None) -> dict[str, Any]:
+    return {"crs": crs, "transform": transform}
+
+
+def _reproject(image: Any, crs: Any = None, crsTransform: Any = None, scale: Any = None) -> Image:
+    img = as_image(image)
+    proj = crs if isinstance(crs, dict) else {"crs": crs}
+    out = replace(img, crs=str(proj.get("crs") or img.crs))
+    if scale is not None:
+        out = replace(out, scale=float(scale))
+    elif crsTransform:
+        out = replace(out, scale=abs(float(crsTransform[0])) * (METRES_PER_DEGREE if out.crs == "EPSG:4326" else 1))
+    return out
+
+
+def _set_default_projection(image: Any, crs: Any = None, crsTransform: Any = None, scale: Any = None) -> Image:
+    """The projection later operations default to; nothing is resampled (``ee`` adds it when an
+    image export names a ``crs`` without a ``crs_transform``; the export's own crs/scale set the grid)."""
+    img = as_image(image)
+    proj = crs if isinstance(crs, dict) else {"crs": crs}
+    return replace(img, crs=str(proj.get("crs") or img.crs))
+
+
+def _sample_regions(
+    image: Any,
+    collection: Any,
+    properties: Any = None,
+    scale: Any = None,
+    projection: Any = None,
+    tileScale: Any = None,
+    geometries: bool = False,
+) -> FeatureCollection:
+    img, coll = as_image(image), _features(collection)
+    points = [f for f in coll.features if f.geometry is not None]
+    if not points:
+        return FeatureCollection([])
+    centroids = [f.geometry.shape.representative_point() for f in points]
+    lon = np.array([p.x for p in centroids])
+    lat = np.array([p.y for p in centroids])
+    values, valid = img.sample(lon, lat)
+    out = []
+    for i, f in enumerate(points):
+        if not valid[i]:
+            continue  # EE drops features over masked pixels
+        props = {k: v for k, v in f.properties.items() if properties is None or k in properties}
+        props.update({name: values[name][i].item() for name in values})
+        out.append(Feature(f.geometry if geometries else None, props))
+    return FeatureCollection(out)
+
+
+def _features(value: Any) -> FeatureCollection:
+    if isinstance(value, FeatureCollection):
+        return value
+    raise EvaluationError(f"Expected a FeatureCollection, got {type(value).__name__}.")
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "Image.pixelLonLat": _pixel_lon_lat,
+    "Image.clipToBoundsAndScale": _clip_to_bounds_and_scale,
+    "Image.reproject": _reproject,
+    "Image.setDefaultProjection": _set_default_projection,
+    "Image.sampleRegions": _sample_regions,
+    "Projection": _projection,
     **{f"Image.{n}": _binary(n) for n in BINARY},
     **{f"Image.{n}": _unary(n) for n in UNARY},
     **{f"Image.{n}": _cast(t) for n, t in CASTS.items()},

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 import shapely
-from pyproj import Geod
+from pyproj import Geod, Transformer
+from shapely.geometry import shape
 
 from gee_emulator.values import (
     Closure,
@@ -1331,7 +1332,100 @@ ARRAYS: dict[str, Callable[..., Any]] = {
 }
 
 
+# ------------------------------------------------------------------------------------ constructors
+
+
+def _geometry(kind: str) -> Callable[..., Geometry]:
+    def build(
+        coordinates: Any = None,
+        crs: Any = None,
+        geodesic: Any = None,
+        maxError: Any = None,
+        evenOdd: Any = None,
+        **_: Any,
+    ) -> Geometry:
+        coords = coordinates
+        if kind == "Rectangle":
+            flat = np.asarray(coords, dtype=float).ravel()
+            if flat.size != 4:
+                raise EvaluationError("GeometryConstructors.Rectangle: expected 2 corner points.")
+            geom = shapely.box(*flat)
+        else:
+            try:
+                geom = shape({"type": kind, "coordinates": coords})
+            except Exception as exc:  # shapely raises several types for malformed input
+                raise EvaluationError(f"GeometryConstructors.{kind}: invalid coordinates ({exc}).") from exc
+        code = crs.get("crs") if isinstance(crs, dict) else crs
+        if code not in (None, "EPSG:4326"):
+            try:
+                to_wgs84 = Transformer.from_crs(str(code), "EPSG:4326", always_xy=True)
+            except Exception as exc:
+                raise EvaluationError(f"GeometryConstructors.{kind}: unknown projection {code!r}.") from exc
+            # densify first: straight edges in a projected CRS are curves in lon/lat
+            geom = shapely.transform(
+                shapely.segmentize(geom, max(geom.length, 1.0) / 64),
+                lambda xy: np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1])),
+            )
+        return Geometry(geom)
+
+    return build
+
+
+def _feature(geometry: Any = None, metadata: Any = None) -> Feature:
+    return Feature(as_geometry(geometry) if geometry is not None else None, dict(metadata or {}))
+
+
+def _collection(features: Any) -> FeatureCollection | list[FeatureCollection]:
+    """A collection of features, or (as EE allows before ``flatten``) of collections."""
+    if features and all(isinstance(f, FeatureCollection) for f in features):
+        return list(features)
+    out = []
+    for f in features:
+        if isinstance(f, Feature):
+            out.append(f)
+        elif isinstance(f, Geometry):
+            out.append(Feature(f))
+        else:
+            raise EvaluationError(f"Collection: expected Features, got {type(f).__name__}.")
+    return FeatureCollection(out)
+
+
+def _flatten(collection: Any) -> FeatureCollection:
+    if isinstance(collection, FeatureCollection):
+        return collection
+    if isinstance(collection, list):
+        return FeatureCollection([f for c in collection for f in _feature_collection(c).features])
+    raise EvaluationError("Collection.flatten: expected a collection of collections.")
+
+
+def _feature_collection(value: Any) -> FeatureCollection:
+    if isinstance(value, FeatureCollection):
+        return value
+    raise EvaluationError(f"Expected a FeatureCollection, got {type(value).__name__}.")
+
+
+CONSTRUCTORS: dict[str, Callable[..., Any]] = {
+    **{
+        f"GeometryConstructors.{k}": _geometry(k)
+        for k in (
+            "Point",
+            "MultiPoint",
+            "LineString",
+            "LinearRing",
+            "MultiLineString",
+            "Polygon",
+            "MultiPolygon",
+            "Rectangle",
+        )
+    },
+    "Feature": _feature,
+    "Collection": _collection,
+    "Collection.flatten": _flatten,
+}
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
+    **CONSTRUCTORS,
     **ARRAYS,
     **{f"Number.{n}": _number_binary(n) for n in BINARY},
     **{f"Number.{n}": _number_unary(n) for n in UNARY},
