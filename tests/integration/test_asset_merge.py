@@ -275,3 +275,17 @@ def test_a_retry_after_a_try_that_died_before_verifying_waits_for_its_export(gee
     assert list(hook.list_assets("parts")) == []
     assert emulator.stats()["operations"] == 1  # the retry waited for the first try's export
     assert len(xcom_values(dag_id, "merge")[0]["deleted"]) == 3
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
+def test_a_retry_after_a_short_merge_merges_again_when_overwrite_allows(gee_conn, emulator):
+    total = seed_parts(emulator, 3)
+    admin(emulator, "assets", {"name": f"projects/{TEST_PROJECT}/assets/merged", "type": "FOLDER"})
+    admin(emulator, "faults", {"kind": "truncate", "match": "merge*", "drop": 1})  # the first merge only
+    run, dag_id = run_dag(merge_dag(retries=1, source_folder="parts", destination_asset="merged/all",
+                                    delete_sources=True, overwrite=True))  # fmt: skip
+    assert run.state == "success"
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    assert hook.get_asset("merged/all")["featureCount"] == str(total)
+    assert list(hook.list_assets("parts")) == []
+    assert emulator.stats()["operations"] == 2  # the short merge, then a new one (not a wait on the short one)

@@ -345,6 +345,7 @@ class AssetMergeOperator(GeeBaseOperator):
             for target in plan["targets"]:  # verify the whole level before using it
                 have = self._count(target)
                 if have != plan["expected"][target]:
+                    self._forget_plan(context)  # a retry merges anew (overwrite permitting), not waits on this
                     raise EarthEngineError(
                         f"{target} holds {have} features, expected {plan['expected'][target]}: not deleting anything."
                     )
@@ -356,6 +357,15 @@ class AssetMergeOperator(GeeBaseOperator):
                 return self._finish(context, plan["parts"], part_counts, plan["intermediates"], skipped=False)
             plan = self._level_plan(plan["level"] + 1, plan["targets"], plan["expected"], plan["intermediates"],
                                     plan["parts"], plan["source"])  # fmt: skip
+
+    @staticmethod
+    def _forget_plan(context: Context, deleting: bool = False) -> None:
+        """Drop the stored level plan (and the delete record) of this task instance."""
+        store = context.get("task_state_store")  # Airflow 3.3+
+        if store is not None:
+            store.delete(_STATE_KEY)
+            if deleting:
+                store.delete(_DELETING_KEY)
 
     def _wait(self, plan: dict[str, Any]) -> None:
         """Defer until the plan's submitted merge exports end (then :meth:`level_complete`)."""
@@ -389,9 +399,7 @@ class AssetMergeOperator(GeeBaseOperator):
         if event.get("status") != "success":
             failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
             message = (failed[0].get("error") if failed else None) or event.get("message", "merge failed")
-            store = context.get("task_state_store")
-            if store is not None:  # a retry starts afresh (new exports), not by waiting on failed ones
-                store.delete(_STATE_KEY)
+            self._forget_plan(context)  # a retry starts afresh (new exports), not by waiting on failed ones
             raise EarthEngineTaskFailed(
                 f"Merge level {plan['level']} failed: {message}. Every part is kept.",
                 operation=failed[0]["name"] if failed else "", state=failed[0]["state"] if failed else "FAILED",
@@ -407,10 +415,12 @@ class AssetMergeOperator(GeeBaseOperator):
         total = sum(counts.values())
         have = self._count(destination)
         if have != total:
+            self._forget_plan(context)
             raise EarthEngineError(f"{destination} holds {have} features, the parts {total}: keeping every part.")
         union = set().union(*(self._properties(p) for p in parts))
         missing = union - self._properties(destination)
         if missing:
+            self._forget_plan(context)
             raise EarthEngineError(
                 f"{destination} lacks properties {sorted(missing)} of the parts: keeping every part."
             )
@@ -445,10 +455,7 @@ class AssetMergeOperator(GeeBaseOperator):
         for name in parts:  # exactly the verified parts
             self.hook.delete_asset(name, missing_ok=True)
         result = {**result, "deleted": list(parts)}
-        store = context.get("task_state_store")
-        if store is not None:  # done: a later run of this task instance (cleared) starts afresh
-            store.delete(_STATE_KEY)
-            store.delete(_DELETING_KEY)
+        self._forget_plan(context, deleting=True)  # done: a later run of this task instance starts afresh
         self.log.info(
             "%s verified: %d features from %d parts; deleted %d parts", result["asset_id"], result["feature_count"],
             len(result["parts"]), len(parts),
