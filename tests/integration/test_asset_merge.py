@@ -289,3 +289,4 @@ def test_a_retry_after_a_short_merge_merges_again_when_overwrite_allows(gee_conn
     assert hook.get_asset("merged/all")["featureCount"] == str(total)
     assert list(hook.list_assets("parts")) == []
     assert emulator.stats()["operations"] == 2  # the short merge, then a new one (not a wait on the short one)
+    assert len(xcom_values(dag_id, "merge")[0]["deleted"]) == 3
