@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import shapely
 
-from gee_emulator.functions_pure import BINARY, CASTS, UNARY, as_date, as_geometry, properties_of
+from gee_emulator.functions_pure import (
+    BINARY,
+    CASTS,
+    UNARY,
+    _feature_collection,
+    as_date,
+    as_geometry,
+    properties_of,
+)
 from gee_emulator.values import (
     METRES_PER_DEGREE,
     Band,
@@ -484,7 +492,7 @@ def _window_bounds(lon: np.ndarray, lat: np.ndarray) -> Any:
 def _stack(collection: ImageCollection, band: str, lon: np.ndarray, lat: np.ndarray) -> np.ma.MaskedArray:
     # the collection's own bounds where it has them (resolved once for every band and window),
     # else the window's
-    bounds = collection_bounds(collection)
+    bounds = collection.bounds()
     images = collection.resolve(bounds if bounds is not None else _window_bounds(lon, lat))
     layers = []
     for img in images:
@@ -501,10 +509,6 @@ def _first_bands(collection: ImageCollection) -> list[Band]:
     """The bands of the collection's images (EE requires them equal), from its prototype."""
     image = collection.prototype()
     return [] if image is None else list(as_image(image).bands)
-
-
-def collection_bounds(collection: ImageCollection) -> Any:
-    return collection.bounds()
 
 
 def _as_collection(value: Any, fn: str) -> ImageCollection:
@@ -588,7 +592,7 @@ def from_images(images: Any) -> ImageCollection:
 def to_bands(collection: Any) -> Image:
     coll = _as_collection(collection, "ImageCollection.toBands")
     bands = []
-    for i, img in enumerate(coll.resolve(collection_bounds(coll))):
+    for i, img in enumerate(coll.resolve(coll.bounds())):
         index = img.props.get("system:index", str(i))
         bands += [replace(b, name=f"{index}_{b.name}") for b in img.bands]
     return Image(tuple(bands))
@@ -832,7 +836,7 @@ def _sample_regions(
     tileScale: Any = None,
     geometries: bool = False,
 ) -> FeatureCollection:
-    img, coll = as_image(image), _features(collection)
+    img, coll = as_image(image), _feature_collection(collection)
     points = [f for f in coll.features if f.geometry is not None]
     if not points:
         return FeatureCollection([])
@@ -848,12 +852,6 @@ def _sample_regions(
         props.update({name: values[name][i].item() for name in values})
         out.append(Feature(f.geometry if geometries else None, props))
     return FeatureCollection(out)
-
-
-def _features(value: Any) -> FeatureCollection:
-    if isinstance(value, FeatureCollection):
-        return value
-    raise EvaluationError(f"Expected a FeatureCollection, got {type(value).__name__}.")
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {

@@ -1168,18 +1168,6 @@ def _percentiles(ps: list[float]) -> Callable[[np.ma.MaskedArray], list[Any]]:
     return apply
 
 
-class _quiet:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._w.__exit__(*exc)
-
-
 def _percentile(
     percentiles: Any, outputNames: Any = None, maxBuckets: Any = None, minBucketWidth: Any = None, maxRaw: Any = None
 ) -> Reducer:

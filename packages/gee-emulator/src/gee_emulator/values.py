@@ -83,12 +83,6 @@ class Image:
     def props(self) -> dict[str, Any]:
         return dict(self.properties)
 
-    def band(self, name: str) -> Band:
-        for b in self.bands:
-            if b.name == name:
-                return b
-        raise EvaluationError(f"Image.select: Pattern '{name}' did not match any bands.")
-
     def sample_masked(self, lon: np.ndarray, lat: np.ndarray) -> dict[str, np.ma.MaskedArray]:
         """Each band's values at the points, masked where EE would mask them (the band's own
         mask, and outside the clip geometry)."""
