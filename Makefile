@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(RUN) benchmarks/harvest.py
 	$(RUN) benchmarks/mosaic.py
 	$(RUN) benchmarks/orchestration.py
-	$(RUN) benchmarks/scale.py
+	$(RUN) benchmarks/scale.py --deployment both
 	$(RUN) benchmarks/summary.py
 
 lint: $(STAMP)

@@ -1,13 +1,21 @@
 """B5: one run of the tiled export example DAG over 2,000 tiles on this machine.
 
+On one of two deployments (``--deployment``): ``local`` (LocalExecutor on SQLite, one scheduler,
+triggerer and dag-processor) or ``celery``, the one we recommend (docker/deployment.env:
+CeleryExecutor, two workers, two schedulers, two triggerers, on this machine's PostgreSQL and Redis,
+in a database and Redis index of the run's own). ``--deployment both`` runs them one after the
+other and prints both side by side.
+
 The emulator's tasks take ``--task-seconds`` (default 0.05: near zero, so the figure is Airflow's
 own throughput, not EE's), Drive is unlimited, ``[core] max_map_length`` is raised to 4,096 on
 every Airflow component, the ``gee_tasks`` pool has ``--pool`` slots (default 10, the user's
 ``maxTasks``). Reports tiles per minute (export and harvest done, from the run's start to its end)
 and the CPU seconds per tile spent by all Airflow processes and task processes between trigger and
-end. Prints JSON, also written to ``benchmarks/results/scale.json``.
+end. Prints JSON, also written to ``benchmarks/results/scale_<deployment>_<tiles>.json`` (and the latest
+run or pair to ``scale.json``).
 
-Run: ``.venv/bin/python benchmarks/scale.py [--tiles 2000]`` (tens of minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/scale.py [--tiles 2000] [--deployment both]`` (tens of minutes
+per run on 2 cores).
 """
 
 from __future__ import annotations
@@ -48,54 +56,56 @@ def xcom_storage_env(folder: Path, threshold: int = 65536) -> dict[str, str]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiles", type=int, default=2000, help="a multiple of 50")
-    parser.add_argument("--task-seconds", type=float, default=0.05)
-    parser.add_argument("--pool", type=int, default=10)
-    parser.add_argument(
-        "--xcom-storage", action="store_true",
-        help="keep XComs over 64 kB (the tile list) in files: Airflow's XComObjectStorageBackend (common.io)",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
-    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+def run_b5(tiles: int, task_seconds: float, pool: int, xcom_storage: bool, deployment: str) -> dict:
+    """One B5 run on one deployment; its JSON result."""
     from dev.demo import run_example
 
-    out = Path(tempfile.mkdtemp(prefix="bench-b5-"))
-    env = {"AIRFLOW__CORE__MAX_MAP_LENGTH": "4096"}
-    if args.xcom_storage:
+    out = Path(tempfile.mkdtemp(prefix=f"bench-b5-{deployment}-"))
+    env = {"AIRFLOW__CORE__MAX_MAP_LENGTH": "4096"} if deployment == "local" else {}
+    if xcom_storage and deployment == "local":  # the recommended deployment keeps them there anyway
         env |= xcom_storage_env(Path(tempfile.mkdtemp(prefix="bench-b5-xcom-")))
     started = time.monotonic()
     run = run_example(
         out,
         ROOT / "example_dags" / "gee_tiled_image_export.py",
         "gee_tiled_image_export",
-        {"region": region_for(args.tiles), "cell_size": CELL, "folder": "gee_b5",
+        {"region": region_for(tiles), "cell_size": CELL, "folder": "gee_b5",
          "output": str(out / "harvest"), "report_dir": str(out / "report")},
-        {"ee-concurrency": 10, "task-seconds": args.task_seconds},
-        pools={"gee_tasks": args.pool},
+        {"ee-concurrency": 10, "task-seconds": task_seconds},
+        pools={"gee_tasks": pool},
         env=env,
         timeout=4 * 3600,
+        deployment=deployment,
     )  # fmt: skip
     tis = run["task_instances"]
     exports = [ti for ti in tis if ti["task_id"] == "tile_pipeline.export"]
     harvests = [ti for ti in tis if ti["task_id"] == "tile_pipeline.harvest"]
     seconds = _time(run["dag_run"]["end_date"]) - _time(run["dag_run"]["start_date"])
     ops = run["operations"]
+    requests = run["stats"]["requests"]
+    retried = sum((ti.get("try_number") or 1) > 1 for ti in exports)
+    if deployment == "local":
+        executor = "LocalExecutor (SQLite), 1 scheduler, 1 triggerer"
+    else:
+        executor = "CeleryExecutor (PostgreSQL, Redis), 2 workers, 2 schedulers, 2 triggerers"
+    xcom = "object storage (files) over 64 kB" if xcom_storage or deployment == "celery" else "metadata database"
     result = {
         "benchmark": "B5 scale",
-        "settings": {"tiles": args.tiles, "pool_slots": args.pool, "ee_concurrency": 10,
-                     "task_seconds": args.task_seconds,
-                     "xcom_backend": "object storage (files) over 64 kB" if args.xcom_storage else "metadata database",
-                     "executor": "LocalExecutor (SQLite)", "cores": os.cpu_count()},
+        "settings": {"tiles": tiles, "pool_slots": pool, "ee_concurrency": 10, "task_seconds": task_seconds,
+                     "xcom_backend": xcom, "deployment": deployment, "executor": executor,
+                     "cores": os.cpu_count()},
         "dag_run_state": run["state"],
         "tiles": len(exports),
         "exports_succeeded": sum(ti["state"] == "success" for ti in exports),
         "harvests_succeeded": sum(ti["state"] == "success" for ti in harvests),
-        "tiles_retried": sum((ti.get("try_number") or 1) > 1 for ti in exports),
+        "tiles_retried": retried,
+        "tiles_retried_percent": round(100 * retried / max(len(exports), 1), 2),
         "ee_operations": len(ops),
         "duplicate_ee_tasks": len(ops) - len({op["description"] for op in ops}),
+        # what ee.Initialize fetches (the discovery document, the algorithm list), per export
+        "ee_initialize_requests_per_export": round(
+            (requests.get("ee.discovery", 0) + requests.get("ee.algorithms.list", 0)) / max(len(ops), 1), 3
+        ),
         "run_seconds": round(seconds, 1),
         "tiles_per_minute": round(len(exports) / seconds * 60, 1),
         "airflow_cpu_seconds": run["airflow_cpu_seconds"],
@@ -108,11 +118,33 @@ def main(argv: list[str] | None = None) -> int:
         "files_left_on_drive": run["stats"]["drive_files"],
         "wall_seconds_with_setup": round(time.monotonic() - started, 1),
     }  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiles", type=int, default=2000, help="a multiple of 50")
+    parser.add_argument("--task-seconds", type=float, default=0.05)
+    parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--deployment", choices=("local", "celery", "both"), default="local")
+    parser.add_argument(
+        "--xcom-storage", action="store_true",
+        help="local: keep XComs over 64 kB (the tile list) in files: Airflow's XComObjectStorageBackend (common.io); "
+             "the celery deployment always does",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
+    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    deployments = ("local", "celery") if args.deployment == "both" else (args.deployment,)
+    results = [run_b5(args.tiles, args.task_seconds, args.pool, args.xcom_storage, d) for d in deployments]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "scale_xcom_storage.json" if args.xcom_storage else "scale.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    return 0 if result["exports_succeeded"] == result["tiles"] == args.tiles else 1
+    for result in results:
+        d = result["settings"]["deployment"]
+        suffix = "_xcom_storage" if args.xcom_storage and d == "local" else ""
+        (RESULTS / f"scale_{d}{suffix}_{args.tiles}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "scale.json").write_text(json.dumps({"runs": results}, indent=2))  # the latest, for summary.py
+    print(json.dumps(results[0] if len(results) == 1 else {"side_by_side": results}, indent=2))
+    return 0 if all(r["exports_succeeded"] == r["tiles"] == args.tiles for r in results) else 1
 
 
 if __name__ == "__main__":

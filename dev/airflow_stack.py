@@ -130,18 +130,20 @@ class AirflowStack:
         """Run an ``airflow`` CLI command against this deployment; return its output.
 
         SQLite allows one writer: a CLI command that meets the running scheduler's write lock is
-        tried again (three times at most).
+        tried again (six times at most, waiting a little longer each time: a busy scheduler holds
+        the lock in bursts).
         """
-        for attempt in range(3):
+        attempts = 6
+        for attempt in range(attempts):
             done = subprocess.run(
                 [sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout
             )
             output = done.stderr or done.stdout
             if not done.returncode:
                 return done.stdout
-            if "database is locked" not in output or attempt == 2:  # SQLite only
+            if "database is locked" not in output or attempt == attempts - 1:  # SQLite only
                 raise RuntimeError(f"airflow {' '.join(args)} failed: {output[-3000:]}")
-            time.sleep(2)
+            time.sleep(2 * (attempt + 1))
         raise AssertionError("unreachable")
 
     def _spawn(self, name: str, kind: str | None = None) -> None:
@@ -234,7 +236,8 @@ class AirflowStack:
 
     def cpu_seconds_by_process(self) -> dict[str, float]:
         """CPU seconds spent so far, by process: each Airflow process's own, and under
-        ``"tasks"`` the scheduler's children (LocalExecutor workers and the task processes they ran).
+        ``"tasks"`` the children of the schedulers and Celery workers (LocalExecutor workers,
+        Celery's pool processes, and the task processes they ran).
 
         A process's time counts once: a live process's own time plus that of the children it reaped
         (task processes that ended); read it twice and subtract to cost a stretch.
@@ -252,8 +255,9 @@ class AirflowStack:
                         rest += c.user + c.system + c.children_user + c.children_system
             except psutil.Error:
                 continue
-            if name == "scheduler":
-                spent["scheduler"], spent["tasks"] = own, rest
+            if name.startswith(("scheduler", "worker")):
+                spent[name] = own
+                spent["tasks"] = spent.get("tasks", 0.0) + rest
             else:
                 spent[name] = own + rest
         return spent

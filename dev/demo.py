@@ -149,6 +149,7 @@ def run_example(
     env: dict[str, str] | None = None,
     timeout: float = 3600,
     identity: str = "user",
+    deployment: str = "local",
 ) -> dict[str, Any]:
     """Run one DAG file once on a fresh emulator and a fresh local Airflow; return what happened.
 
@@ -159,6 +160,9 @@ def run_example(
         after ``gcloud auth application-default login``; what Drive exports need), or
         ``"service_account"``: the emulator's service-account key in the connection (no Drive
         storage, as on Google: export to Cloud Storage).
+    :param deployment: ``"local"``: LocalExecutor on SQLite, one of each process; ``"celery"``:
+        the recommended deployment (:meth:`AirflowStack.celery`) on this machine's PostgreSQL and
+        Redis, in a database and a Redis index of the run's own.
     :return: the run's state, its task instances and its start/end dates, the emulator's stats and
         operation times, and the CPU seconds Airflow's processes spent between trigger and end
         (in all and by process: see :meth:`AirflowStack.cpu_seconds_by_process`).
@@ -177,8 +181,8 @@ def run_example(
             stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
             if adc is not None:
                 stack_env["GOOGLE_APPLICATION_CREDENTIALS"] = str(adc)
-            with AirflowStack(out / "airflow", dags_folder, env=stack_env, pools=pools) as stack:
-                print(f"airflow api-server at {stack.url}; scheduler, dag-processor and triggerer started", flush=True)
+            with airflow_stack(out / "airflow", dags_folder, stack_env, pools, deployment) as stack:
+                print(f"airflow api-server at {stack.url}; {', '.join(stack.procs)} started", flush=True)
                 stack.wait_for_dag(dag_id)
                 cpu_before = stack.cpu_seconds_by_process()
                 run_id = stack.trigger(dag_id, conf)
@@ -194,6 +198,27 @@ def run_example(
     return {"state": state, "task_instances": tis, "dag_run": dag_run, "stats": stats, "operations": operations,
             "airflow_cpu_seconds": round(sum(cpu.values()), 1),
             "airflow_cpu_seconds_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())}}  # fmt: skip
+
+
+@contextlib.contextmanager
+def airflow_stack(
+    home: Path, dags_folder: Path, env: dict[str, str], pools: dict[str, int] | None, deployment: str
+) -> Iterator[AirflowStack]:
+    """A started :class:`AirflowStack` of the given ``deployment`` (see :func:`run_example`)."""
+    if deployment == "local":
+        with AirflowStack(home, dags_folder, env=env, pools=pools) as stack:
+            yield stack
+        return
+    if deployment != "celery":
+        raise ValueError(f"deployment={deployment!r}: use 'local' or 'celery'.")
+    from dev.deployment import ensure_services, postgres_database, redis_database
+
+    ensure_services()
+    with postgres_database() as database_url, redis_database() as broker_url:
+        stack = AirflowStack.celery(home, dags_folder, database_url=database_url, broker_url=broker_url, env=env,
+                                    pools=pools)  # fmt: skip
+        with stack:
+            yield stack
 
 
 def _summarize(out: Path, state: str, tis: list[dict[str, Any]], stats: dict[str, Any], wall: float) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Tiled image export: region -> grid tiles -> one EE export per tile (pool ``gee_tasks``) ->
 harvest each tile's files from Drive as soon as its export ends -> mosaic (VRT + Cloud Optimized
-GeoTIFF) and report (manifest + tile map).
+GeoTIFF) and report (manifest + tile map). The mosaic is the Airflow Asset ``NDVI_MOSAIC``:
+``gee_ndvi_mosaic_summary.py`` runs whenever a new one lands.
 
 Parses with no network and no credentials. Settings come from the DAG's params (region as a bbox
 or a vector file path, cell size, scale, where EE writes, where files and the report go).
@@ -13,7 +14,7 @@ accounts have no Drive storage, so a service-account connection exports to Cloud
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Param, task, task_group
+from airflow.sdk import DAG, Asset, Param, task, task_group
 
 from airflow_provider_gee.operators.export import GeeExportOperator
 from airflow_provider_gee.operators.harvest import GeeHarvestOperator
@@ -21,6 +22,8 @@ from airflow_provider_gee.operators.stitch import MosaicOperator
 from airflow_provider_gee.operators.tiling import GridTilesOperator
 
 CONN_ID = "google_cloud_default"
+#: the run's mosaic: DAGs scheduled on it run when one lands; its event's extra names the files
+NDVI_MOSAIC = Asset(name="gee_tiled_ndvi_mosaic")
 
 
 def build(tile: dict, context: dict):
@@ -70,6 +73,9 @@ with DAG(
         "output": Param("/tmp/gee-harvest", type="string", description="where harvested files go"),
         "report_dir": Param("/tmp/gee-report", type="string", description="where manifest.json and tiles.png go"),
         "cog": Param(True, type="boolean", description="also write the mosaic as one Cloud Optimized GeoTIFF"),
+        "price_per_eecu_hour": Param(
+            None, type=["null", "number"], description="your plan's price per EECU-hour: the report estimates the cost"
+        ),
     },
     tags=["gee", "example"],
 ) as dag:
@@ -85,6 +91,7 @@ with DAG(
             scale="{{ params.scale }}", file_name_prefix="{tile_id}",
             poll_interval=5, weight_rule="absolute",
             deferrable=True,  # the pool slot is held by a deferred task, not a worker slot
+            end_from_trigger=True,  # a finished export ends in the triggerer: no second task start
         )  # fmt: skip
         # a finished tile's files are fetched before more exports are queued (Airflow's default
         # "downstream" weights would favour the exports), so Drive holds little even when Airflow,
@@ -101,7 +108,7 @@ with DAG(
     # the tiles back together: a VRT over the harvested GeoTIFFs (sharded exports included) and a COG
     mosaic = MosaicOperator(
         task_id="mosaic", harvest_results=dag.get_task("tile_pipeline.harvest").output,
-        destination=f"{run_dir}/mosaic", cog="{{ params.cog }}",
+        destination=f"{run_dir}/mosaic", cog="{{ params.cog }}", outlets=[NDVI_MOSAIC],
     )  # fmt: skip
 
     @task(trigger_rule="all_done")
@@ -109,7 +116,7 @@ with DAG(
         from airflow_provider_gee.utils.report import build_manifest, write_report
 
         tiles = list(tiles)
-        manifest = build_manifest(tiles, list(exports), list(harvests))
+        manifest = build_manifest(tiles, list(exports), list(harvests), params["price_per_eecu_hour"])
         out = f"{params['report_dir']}/{run_id.replace(':', '_').replace('+', '_')}"
         return {**write_report(manifest, tiles, out), "by_status": manifest["by_status"]}
 

@@ -104,3 +104,8 @@ class GeeConfigurationError(AirflowFailException):
 class EarthEngineRejected(AirflowFailException):
     """EE refused a submission for good (bad expression, permission, missing asset): fails the
     task without retries, with EE's message."""
+
+
+class EecuBudgetSpent(AirflowFailException):
+    """The DAG run's EECU budget (``max_eecu_seconds``) is spent: the export was not submitted.
+    Fails the task without retries (a retry would find the budget as spent)."""

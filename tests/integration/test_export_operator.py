@@ -211,3 +211,25 @@ def test_on_kill_cancels_the_running_ee_task(gee_conn, emulator):
     task._operation = summarize(op)  # what submit_job / get_job_status record
     task.on_kill()
     assert hook.get_operation(op["name"])["metadata"]["state"] == "CANCELLED"
+
+
+@pytest.mark.emulator(task_seconds=0.05)
+def test_a_budget_stops_submission_once_the_runs_exports_have_used_it(gee_conn, emulator):
+    def costs(prefix: str) -> list[float]:  # EECU of the DAG's EE tasks, in the order EE created them
+        ops = sorted(emulator.ee.operations.values(), key=lambda op: op.seq)
+        return [op.metadata["batchEecuUsageSeconds"] for op in ops if op.metadata["description"].startswith(prefix)]
+
+    # what 6 tiles cost without a budget, then the same 6 tiles with a budget of the first three
+    _, measured_dag = run_dag(export_dag(n_tiles=6))
+    measured = costs(f"{measured_dag}.")
+    assert len(measured) == 6 and all(c > 0 for c in measured)
+    budget = sum(measured[:3])
+    run, dag_id = run_dag(export_dag(n_tiles=6, max_eecu_seconds=budget))
+    spent = costs(f"{dag_id}.")
+    # a tile submits while what the run's finished exports used is below the budget, and never after
+    submitted = len(spent)
+    assert 0 < submitted < 6 and sum(spent[:-1]) < budget <= sum(spent)
+    tis = sorted((ti for ti in task_instances(dag_id) if ti.task_id == "export"), key=lambda ti: ti.map_index)
+    assert [ti.state for ti in tis].count("success") == submitted
+    assert [ti.state for ti in tis].count("failed") == 6 - submitted and run.state == "failed"
+    assert all(ti.try_number == 1 for ti in tis)  # a spent budget is not retried

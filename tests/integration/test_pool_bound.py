@@ -34,7 +34,7 @@ with DAG("pool_bound", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) 
     tiles = GridTilesOperator(task_id="tiles", region=[13.0, 52.0, 13.6, 52.5], cell_size=0.1)
     GeeExportOperator.partial(
         task_id="export", build=build, gcp_conn_id="gee", folder="pool", scale=2000, pool="gee_tasks",
-        poll_interval=1.0, retry_delay=dt.timedelta(seconds=2),
+        poll_interval=1.0, retry_delay=dt.timedelta(seconds=2), end_from_trigger=True,
     ).expand(tile=tiles.output)
 """
 
@@ -84,6 +84,8 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
         state = stack.wait_for_run("pool_bound", run_id, timeout=600)
         tis = stack.task_instances("pool_bound", run_id)
         final_links = stack.api("GET", links_path, params={"map_index": waiting["map_index"]})["extra_links"]
+        tiles = stack.api("GET", f"dags/pool_bound/dagRuns/{run_id}/taskInstances/tiles/xcomEntries/return_value",
+                          params={"deserialize": True})["value"]  # fmt: skip
         gets, posts, runs = link_requests((stack.home / "api-server.log").read_text())
     # the links show while the export waits on EE, and the Drive folder by id once it ended
     assert re.fullmatch(rf"{emulator.url}/v1/projects/[^/]+/operations/\S+", links["Earth Engine task"]), links
@@ -99,10 +101,19 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
     exports = [ti for ti in tis if ti["task_id"] == "export"]
     assert state == "success", [(ti["task_id"], ti["map_index"], ti["state"]) for ti in tis]
     assert len(exports) == 30 and all(ti["state"] == "success" for ti in exports)
+    # each mapped export is named by its tile in Airflow's UI (the default map_index_template)
+    tiles = json.loads(tiles) if isinstance(tiles, str) else tiles
+    assert {ti["map_index"]: ti["rendered_map_index"] for ti in exports} == {
+        i: tile["tile_id"] for i, tile in enumerate(tiles)
+    }
     assert stats["operations"] == 30 and stats["operations_by_state"] == {"SUCCEEDED": 30}  # no duplicates
     assert stats["peak_in_flight"] == 10  # the pool bounds EE's queue, and fills it
     retried = [ti["map_index"] for ti in exports if ti["try_number"] > 1]
     print(f"\ntiles that needed a retry: {retried}")
+    # a successful export ends in the triggerer (end_from_trigger=True): each try of an export started
+    # on a worker once, never a second time to resume (the tiling task is the one other run)
+    tries = sum(ti["try_number"] for ti in exports)
+    assert runs == 1 + tries, (runs, tries)
     ee_requests = sum(n for route, n in stats["requests"].items() if route.startswith(EXPORT_ROUTES))
     per_export = ee_requests / 30
     print(f"\nEE requests per completed export: {per_export:.2f} ({json.dumps(stats['requests'])})")

@@ -115,6 +115,12 @@ def test_the_recommended_deployment_survives_a_killed_worker_scheduler_and_trigg
     assert len(files) == TILES and all(md5(Path(f["path"])) == f["md5"] for f in files)
     assert manifest["by_status"] == {"harvested": TILES}
     assert stats["drive_files"] == 0 and stats["drive_bytes"] == 0
+    # Airflow's UI names each mapped export and harvest by its tile (map_index_template), not 0..59
+    tile_ids = {record["tile_id"] for record in manifest["records"]}
+    assert {t["rendered_map_index"] for t in exports} == tile_ids
+    export_names = {t["map_index"]: t["rendered_map_index"] for t in exports}
+    harvests = [t for t in tis if t["task_id"] == "tile_pipeline.harvest"]
+    assert {t["map_index"]: t["rendered_map_index"] for t in harvests} == export_names
     # the worker died with task processes running (whether a task had passed the point where its
     # death needs a retry, or had just deferred, is the race's; either way nothing was lost above)
     assert events["worker_tasks_when_killed"] > 0

@@ -17,6 +17,8 @@ from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFai
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, asset_url
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.operators.export import request_id, sanitize_description
+from airflow_provider_gee.utils.operations import as_export_result
+from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, ee_asset_uri, is_template
 
 # the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
 
@@ -106,6 +108,10 @@ class AssetMergeOperator(GeeBaseOperator):
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.
     :param poll_interval: seconds between status checks.
+
+    A full destination name (``projects/P/assets/...``) is the task's outlet, an Airflow Asset
+    ``x-earthengine://P/...``, unless ``outlets`` are given; each outlet's event carries the merged
+    asset, its feature count and the parts merged and deleted.
     """
 
     template_fields: Sequence[str] = (
@@ -129,6 +135,10 @@ class AssetMergeOperator(GeeBaseOperator):
         poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        # a full asset name (projects/P/assets/...) is the outlet; a relative one's project is the
+        # connection's, known only when the task runs
+        full = not is_template(destination_asset) and destination_asset.startswith("projects/")
+        default_outlets(kwargs, ee_asset_uri(destination_asset) if full else None)
         super().__init__(**kwargs)
         self.destination_asset = destination_asset
         self.source_folder = source_folder
@@ -163,10 +173,11 @@ class AssetMergeOperator(GeeBaseOperator):
         elif self.sources is not None:
             parts = [self.hook.asset_name(s) for s in self.sources]
         else:
-            bad = [r for r in self.export_results or [] if r.get("destination") != "asset" or not r.get("asset_id")]
+            results = [as_export_result(r) for r in self.export_results or []]
+            bad = [r for r in results if r.get("destination") != "asset" or not r.get("asset_id")]
             if bad:
                 raise GeeConfigurationError(f"export_results must come from asset exports; {len(bad)} do not.")
-            parts = [r["asset_id"] for r in self.export_results or []]
+            parts = [r["asset_id"] for r in results]
         parts = sorted(set(parts))
         destination = self.hook.asset_name(self.destination_asset)
         if destination in parts:
@@ -460,6 +471,9 @@ class AssetMergeOperator(GeeBaseOperator):
             "%s verified: %d features from %d parts; deleted %d parts", result["asset_id"], result["feature_count"],
             len(result["parts"]), len(parts),
         )  # fmt: skip
+        extra = {"asset_id": result["asset_id"], "feature_count": result["feature_count"],
+                 "parts": len(result["parts"]), "deleted": len(parts)}  # fmt: skip
+        add_event_extras(context, self.outlets, extra)
         return result
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
@@ -65,12 +65,24 @@ class GeeBaseOperator(GeeHookMixin, BaseOperator):
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds;
     they are declared here so that ``.partial()`` picks the defaults up too. Configuration errors
     (:class:`~airflow_provider_gee.exceptions.GeeConfigurationError`) fail at once without retrying.
+    Operators that are mapped over tiles name each instance by its tile in Airflow's UI (their
+    ``default_map_index_template``) unless ``map_index_template`` is given.
 
     :param gcp_conn_id: the Airflow connection (type ``google_cloud_platform``).
     :param impersonation_chain: optional service account(s) to impersonate (templated).
     """
 
     template_fields: Sequence[str] = ("impersonation_chain",)
+    #: Airflow's ``map_index_template`` when none is given: how a mapped instance is named in the UI
+    default_map_index_template: ClassVar[str | None] = None
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """As Airflow's, with the operator's ``default_map_index_template``: a mapped operator's
+        template is read from what ``partial`` was given, before any instance exists."""
+        if kwargs.get("map_index_template") is None and cls.default_map_index_template:
+            kwargs["map_index_template"] = cls.default_map_index_template
+        return super().partial(**kwargs)
 
     def __init__(
         self,
@@ -81,5 +93,7 @@ class GeeBaseOperator(GeeHookMixin, BaseOperator):
         retry_delay: timedelta | float = DEFAULT_RETRY_DELAY,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("map_index_template") is None and self.default_map_index_template:
+            kwargs["map_index_template"] = self.default_map_index_template
         super().__init__(retries=retries, retry_delay=retry_delay, **kwargs)
         self._init_connection(gcp_conn_id, impersonation_chain)

@@ -31,9 +31,10 @@ from airflow_provider_gee.exceptions import (
     EarthEngineError,
     EarthEngineRejected,
     EarthEngineTaskFailed,
+    EecuBudgetSpent,
     GeeConfigurationError,
 )
-from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_id, drive_folder_url
+from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_url
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthEngineTaskLink, asset_url, task_url
 from airflow_provider_gee.operators.base import GeeBaseOperator, default_deferrable
 from airflow_provider_gee.utils.operations import (
@@ -42,6 +43,7 @@ from airflow_provider_gee.utils.operations import (
     DESTINATIONS,
     EXPORT_KINDS,
     TERMINAL_STATES,
+    export_result,
     summarize,
 )
 
@@ -122,6 +124,21 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         tasks: other identities' are not seen). A soft limit: tiles admitted at the same moment
         may exceed it briefly; the pool stays the hard bound. It is also the way to stay clear of
         EE's queue limit (3,000 tasks per project), whose refusals are otherwise retried.
+    :param max_eecu_seconds: the DAG run's compute budget: before submitting, the export adds up
+        what the run's exports have used (``batchEecuUsageSeconds`` of the EE tasks whose
+        description starts with the DAG id, the default descriptions, created since the run
+        started: one paged listing per submission) and fails, without submitting and without
+        retries, once that reaches the budget. Exports already running finish; a budget is a
+        stop for new work, not a hard cap.
+    :param end_from_trigger: when deferred, a successful export ends in the triggerer, which writes
+        the result (and the Drive folder link) to XCom, instead of resuming on a worker: one task
+        process less per tile, and no window for Airflow's stale defer-exit race
+        (apache/airflow#72716), which otherwise retries tiles whose EE task ends within seconds.
+        Failures still resume on a worker (retries, cancelling). Off by default because Airflow
+        3.1-3.3 store a triggerer's XCom as JSON text: the provider's operators read either kind
+        (:func:`~airflow_provider_gee.utils.operations.as_export_result`), a task of yours that
+        pulls the result gets a string. Ignored for a task with ``outlets`` (asset events need the
+        worker); ``dag.test()`` resumes every deferred task and returns the same result.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
@@ -133,6 +150,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     operator_extra_links = (EarthEngineTaskLink(), DriveFolderLink(), EarthEngineAssetLink())
     external_id_key = "gee_operation"
     ui_color = "#d6ecd2"
+    # a mapped export is named by its tile (or chunk) id in Airflow's UI, not by its map index
+    default_map_index_template = "{{ task.tile['tile_id'] if task.tile else '' }}"
 
     def __init__(
         self,
@@ -160,6 +179,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         poll_interval: float = 10.0,
         wait_timeout: float | None = None,
         max_ee_queue: int | None = None,
+        end_from_trigger: bool = False,
+        max_eecu_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -188,6 +209,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             wait_timeout = self.execution_timeout.total_seconds() if self.execution_timeout else DEFAULT_WAIT_TIMEOUT
         self.wait_timeout = wait_timeout
         self.max_ee_queue = max_ee_queue
+        self.end_from_trigger = end_from_trigger
+        self.max_eecu_seconds = max_eecu_seconds
         self._operation: dict[str, Any] | None = None
         # what the mixin read from task_state_store (get_job_status), so submit_job need not read it again
         self._stored: dict[str, Any] | None = None
@@ -321,6 +344,10 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation."""
+        if event.get("task_instance_state") == "success":  # ended in the trigger; dag.test() resumes
+            result = event["xcoms"]["return_value"]
+            self._persist_destination_links(context, result.get("drive_folder_id"))
+            return result
         summaries = list(event.get("operations", {}).values())
         status = event.get("status")
         if status == "success" and summaries:
@@ -354,6 +381,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if self.destination == "drive":
             self._check_drive_storage()
         description = self.task_description(context)
+        if self.max_eecu_seconds is not None:
+            self._check_budget(context, description)
         self.hook.initialize_ee()
         ee_object = self._ee_object(context)
         for _ in range(MAX_GENERATION_STEPS):
@@ -411,6 +440,28 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             if op["description"] == description and _created_since(op, run_start)
         ]
         return sorted(own, key=lambda op: op.get("create_time") or "", reverse=True)
+
+    def _check_budget(self, context: Context, description: str) -> None:
+        """Fail before submitting once the run's exports have used ``max_eecu_seconds``."""
+        dag_run = context.get("dag_run")
+        run_start = getattr(dag_run, "start_date", None)
+        prefix = f"{sanitize_description(self.dag_id)}."
+        used = [
+            float(op["eecu_seconds"])
+            for op in (summarize(o) for o in self.hook.list_operations())
+            if (op["description"] or "").startswith(prefix)
+            and _created_since(op, run_start)
+            and op.get("eecu_seconds") is not None
+        ]
+        spent, counted = sum(used), len(used)
+        budget = float(self.max_eecu_seconds)  # type: ignore[arg-type]
+        if spent >= budget:
+            raise EecuBudgetSpent(
+                f"EECU budget of run {getattr(dag_run, 'run_id', '?')} spent: {spent:,.1f} of {budget:,.1f} "
+                f"EECU-s used by {counted} export(s) of DAG {self.dag_id!r}; not submitting {description!r}. "
+                "Raise max_eecu_seconds and clear the failed tiles, or export fewer or smaller tiles."
+            )
+        self.log.info("EECU budget: %.1f of %.1f EECU-s used by %d export(s) of this run", spent, budget, counted)
 
     def _check_drive_storage(self) -> None:
         """Fail before submitting when the identity has no Drive storage of its own.
@@ -510,10 +561,14 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if self.deferrable:
             from airflow_provider_gee.triggers.task import GeeTaskTrigger
 
+            end_with = None
+            if self.end_from_trigger and not self.outlets:
+                end_with = self._result_base(context, (self._operation or {}).get("description"))
             self.defer(
                 trigger=GeeTaskTrigger(
                     [name], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
                     poll_interval=self.poll_interval, timeout=self.wait_timeout, cancel_on_kill=True,
+                    end_with_result=end_with,
                 ),
                 method_name="execute_complete",
             )  # fmt: skip
@@ -608,30 +663,29 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
     def _result(self, context: Context, op: dict[str, Any]) -> dict[str, Any]:
         """The XCom result: what harvest and merge operators need, nothing more."""
-        description = op.get("description") or self.task_description(context)
-        result: dict[str, Any] = {
-            "tile_id": self.tile_id,
-            "operation": op["name"],
-            "state": op["state"],
-            "description": description,
-            "export_type": self.export_type,
-            "destination": self.destination,
-            "destination_uris": op.get("destination_uris", []),
-            "eecu_seconds": op.get("eecu_seconds"),
-            "create_time": op.get("create_time"),  # files older than this are not the export's
-        }
-        if self.destination == "asset":
-            result["asset_id"] = self.hook.asset_name(self._fill(self.asset_id) or "")
-        else:
-            result["file_name_prefix"] = self._fill(self.file_name_prefix) or description
-            if self.destination == "drive":
-                result["folder"] = self.folder
-                result["drive_folder_id"] = drive_folder_id(result["destination_uris"])
-            else:
-                result["bucket"] = self.bucket
+        result = export_result(self._result_base(context, op.get("description")), op)
         # a resumed half sets them again (the folder now by id); only the task link is read back
         self._persist_destination_links(context, result.get("drive_folder_id"))
         return result
+
+    def _result_base(self, context: Context, description: str | None = None) -> dict[str, Any]:
+        """The operator's part of the result (:func:`~airflow_provider_gee.utils.operations.export_result`)."""
+        description = description or self.task_description(context)
+        base: dict[str, Any] = {
+            "tile_id": self.tile_id,
+            "description": description,
+            "export_type": self.export_type,
+            "destination": self.destination,
+        }
+        if self.destination == "asset":
+            base["asset_id"] = self.hook.asset_name(self._fill(self.asset_id) or "")
+        else:
+            base["file_name_prefix"] = self._fill(self.file_name_prefix) or description
+            if self.destination == "drive":
+                base["folder"] = self.folder
+            else:
+                base["bucket"] = self.bucket
+        return base
 
 
 def _created_since(op: dict[str, Any], start: datetime | None) -> bool:

@@ -30,7 +30,8 @@ from airflow.sdk import Context, ObjectStoragePath
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
-from airflow_provider_gee.utils.operations import export_file_pattern
+from airflow_provider_gee.utils.operations import as_export_result, export_file_pattern
+from airflow_provider_gee.utils.outlets import add_event_extras
 from airflow_provider_gee.utils.storage import (
     exclusive_temp,
     link_new,
@@ -295,6 +296,10 @@ class GeeHarvestOperator(GeeBaseOperator):
     ``export_result``): a retry's manifest lists the files an earlier try harvested and deleted,
     and a harvest of a folder without ``export_result`` lists what earlier harvests of that folder
     and prefix put into this destination.
+
+    The asset event of each Asset in ``outlets`` carries the tile, the source, the destination,
+    and the files and bytes harvested. A harvest mapped over tiles declares no outlet of its own
+    (a downstream DAG would run per tile): give the run's product (the mosaic) one instead.
     """
 
     # export_result is templated so that an upstream ``.output`` resolves inside mapped task groups
@@ -302,6 +307,8 @@ class GeeHarvestOperator(GeeBaseOperator):
         "folder", "folder_id", "prefix", "bucket", "destination", "export_result", *GeeBaseOperator.template_fields,
     )  # fmt: skip
     ui_color = "#d2e3ec"
+    # a mapped harvest is named by the tile of the export it harvests
+    default_map_index_template = "{{ (task.export_result or {}).get('tile_id') or '' }}"  # set again after the run
 
     def __init__(
         self,
@@ -370,12 +377,16 @@ class GeeHarvestOperator(GeeBaseOperator):
     # ------------------------------------------------------------------ run
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self.export_result = as_export_result(self.export_result)
         local, remote = target_dir(self.destination)  # fails before anything remote is touched
         try:
-            return self._harvest(local, remote)
+            manifest = self._harvest(local, remote)
         finally:
             if remote is not None:  # the staging directory of an object-store destination
                 shutil.rmtree(local, ignore_errors=True)
+        keys = ("tile_id", "operation", "source", "destination", "file_count", "bytes")
+        add_event_extras(context, self.outlets, {k: manifest[k] for k in keys})
+        return manifest
 
     def _harvest(self, local: Path, remote: ObjectStoragePath | None) -> dict[str, Any]:
         source = self._source()

@@ -17,6 +17,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.utils import stitch
 from airflow_provider_gee.utils.extras import require_extra
+from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, destination_uri, is_template
 from airflow_provider_gee.utils.storage import is_remote, local_input, target_dir, upload_verified
 
 COG_COMPRESSIONS = ("DEFLATE", "LZW", "ZSTD", "LZMA", "JPEG", "WEBP", "LERC", "LERC_DEFLATE", "LERC_ZSTD", "NONE")
@@ -55,6 +56,9 @@ class MosaicOperator(BaseOperator):
         window_size² x bands x 24 bytes plus GDAL's cache.
     :param max_pixels: refuse a mosaic larger than this (width x height; default 10^10), e.g. of
         tiles that lie far apart, before anything is written.
+
+    The destination is the task's outlet (an Airflow Asset) unless it is a template or ``outlets``
+    are given; each outlet's event carries the mosaic's paths, tiles, files, CRS and bounds.
     """
 
     template_fields: Sequence[str] = ("harvest_results", "destination", "name", "cog")
@@ -75,6 +79,7 @@ class MosaicOperator(BaseOperator):
         max_pixels: int = stitch.DEFAULT_MAX_MOSAIC_PIXELS,
         **kwargs: Any,
     ) -> None:
+        default_outlets(kwargs, None if is_template(destination) else destination_uri(destination))
         super().__init__(**kwargs)
         if overlap not in stitch.OVERLAP_RULES:
             raise GeeConfigurationError(f"overlap must be one of {', '.join(stitch.OVERLAP_RULES)}, not {overlap!r}.")
@@ -109,11 +114,14 @@ class MosaicOperator(BaseOperator):
         # VRT points at files of the worker, so only its COG is for use elsewhere)
         work = out_dir / f"{self.name}.tiles" if remote is None else Path(tempfile.mkdtemp(prefix="gee-mosaic-in-"))
         try:
-            return self._mosaic(files, out_dir, remote, work)
+            result = self._mosaic(files, out_dir, remote, work)
         finally:
             if remote is not None:
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.rmtree(out_dir, ignore_errors=True)
+        keys = ("vrt", "cog", "tiles", "files", "crs", "bounds", "width", "height", "bands")
+        add_event_extras(context, self.outlets, {k: result[k] for k in keys})
+        return result
 
     def _mosaic(self, files: list[stitch.TileFile], out_dir: Path, remote: Any, work: Path) -> dict[str, Any]:
         if remote is not None or any(is_remote(f.path) for f in files):
@@ -172,6 +180,9 @@ class TableStitchOperator(BaseOperator):
         dropped, the first kept (templated). Without a key every row is kept.
     :param tile_column: name of the column that keeps each row's source tile/chunk id.
     :param layer: the GeoPackage layer name.
+
+    The output is the task's outlet (an Airflow Asset) unless it is a template or ``outlets`` are
+    given; each outlet's event carries the output's path, tables and rows.
     """
 
     template_fields: Sequence[str] = ("harvest_results", "output_path", "key")
@@ -186,6 +197,7 @@ class TableStitchOperator(BaseOperator):
         layer: str = "stitched",
         **kwargs: Any,
     ) -> None:
+        default_outlets(kwargs, None if is_template(output_path) else destination_uri(output_path))
         super().__init__(**kwargs)
         if not str(output_path).lower().endswith((".gpkg", ".parquet", ".geoparquet")):
             raise GeeConfigurationError(
@@ -205,11 +217,13 @@ class TableStitchOperator(BaseOperator):
         out_dir, remote = target_dir(str(self.output_path)[: -len(name)].rstrip("/") or ".", "output directory")
         work = Path(tempfile.mkdtemp(prefix="gee-stitch-in-"))
         try:
-            return self._stitch(files, name, out_dir, remote, work)
+            result = self._stitch(files, name, out_dir, remote, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
             if remote is not None:
                 shutil.rmtree(out_dir, ignore_errors=True)
+        add_event_extras(context, self.outlets, result)
+        return result
 
     def _stitch(
         self, files: list[stitch.TileFile], name: str, out_dir: Path, remote: Any, work: Path

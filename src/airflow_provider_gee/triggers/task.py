@@ -26,15 +26,17 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import aiohttp
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
+from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_url
 from airflow_provider_gee.utils.operations import (
     DEFAULT_WAIT_TIMEOUT,
     LIST_MAX_PAGES,
     TERMINAL_STATES,
     count_active,
+    export_result,
     summarize,
 )
 
@@ -188,6 +190,8 @@ class GeeTaskTrigger(BaseTrigger):
 
     Events: ``{"status": "success" | "failed" | "error" | "timeout", "operations": {name: summary},
     "message": str}``; summaries come from :func:`~airflow_provider_gee.utils.operations.summarize`.
+    With ``end_with_result``, a success is instead a ``TaskSuccessEvent``: the task ends in the
+    triggerer, with the export's result as its return value, without resuming on a worker.
 
     :param operations: full operation names (``projects/P/operations/ID``).
     :param gcp_conn_id: the Airflow connection id.
@@ -197,6 +201,9 @@ class GeeTaskTrigger(BaseTrigger):
         EE's own 10-day limit on a task, plus an hour; ``None`` never).
     :param fail_fast: fire as soon as one operation ends in FAILED or CANCELLED.
     :param cancel_on_kill: cancel the operations when a user kills the deferred task.
+    :param end_with_result: the operator's part of an export's result (one operation only); on
+        success it is completed by :func:`~airflow_provider_gee.utils.operations.export_result` and
+        written to XCom by the triggerer, with the Drive folder link by id.
     """
 
     def __init__(
@@ -208,8 +215,11 @@ class GeeTaskTrigger(BaseTrigger):
         timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         fail_fast: bool = True,
         cancel_on_kill: bool = False,
+        end_with_result: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if end_with_result is not None and len(operations) != 1:
+            raise ValueError(f"end_with_result needs exactly one operation, got {len(operations)}.")
         self.operations = list(operations)
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
@@ -217,6 +227,7 @@ class GeeTaskTrigger(BaseTrigger):
         self.timeout = timeout
         self.fail_fast = fail_fast
         self.cancel_on_kill = cancel_on_kill
+        self.end_with_result = end_with_result
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -229,6 +240,7 @@ class GeeTaskTrigger(BaseTrigger):
                 "timeout": self.timeout,
                 "fail_fast": self.fail_fast,
                 "cancel_on_kill": self.cancel_on_kill,
+                "end_with_result": self.end_with_result,
             },
         )
 
@@ -265,11 +277,23 @@ class GeeTaskTrigger(BaseTrigger):
                     yield TriggerEvent({"status": "failed", "operations": ended, "message": message})
                     return
             failed = [n for n, s in ended.items() if s["state"] != "SUCCEEDED"]
+            if not failed and self.end_with_result is not None:
+                yield self._success_event(ended[self.operations[0]])
+                return
             status = "failed" if failed else "success"
             message = f"{len(failed)} of {len(ended)} EE operation(s) did not succeed" if failed else ""
             yield TriggerEvent({"status": status, "operations": ended, "message": message})
         finally:
             poller.unwatch(watch)
+
+    def _success_event(self, summary: dict[str, Any]) -> TaskSuccessEvent:
+        """End the task here: its return value, and the Drive folder link now that EE named the folder."""
+        result = export_result(self.end_with_result or {}, summary)
+        xcoms: dict[str, Any] = {"return_value": result}
+        if result.get("drive_folder_id"):
+            xcoms[DriveFolderLink.key] = drive_folder_url(result.get("folder"), result["drive_folder_id"])
+        self.log.info("EE task %s SUCCEEDED: the task ends here, without resuming on a worker", summary["name"])
+        return TaskSuccessEvent(xcoms=xcoms)
 
     def _log_change(self, name: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
         old = (before or {}).get("metadata", {})

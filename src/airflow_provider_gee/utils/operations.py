@@ -8,6 +8,7 @@ only by the tasks that talk to Google.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -60,3 +61,39 @@ def summarize(operation: dict[str, Any]) -> dict[str, Any]:
     if operation.get("error"):
         out["error"] = operation["error"].get("message")
     return out
+
+
+def export_result(base: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    """An export's XCom result: what the operator knows (``base``: tile, kind, destination, prefix
+    or asset) completed with what EE says of its operation (``op``, a :func:`summarize` summary).
+
+    The one place the result is assembled: the operator uses it, and so does the trigger when a
+    successful export ends in the triggerer without resuming on a worker (``end_from_trigger``).
+    """
+    from airflow_provider_gee.links.drive import drive_folder_id
+
+    result = {
+        **base,
+        "operation": op["name"],
+        "state": op["state"],
+        "description": op.get("description") or base.get("description"),
+        "destination_uris": op.get("destination_uris", []),
+        "eecu_seconds": op.get("eecu_seconds"),
+        "create_time": op.get("create_time"),  # files older than this are not the export's
+    }
+    if result.get("destination") == "drive":
+        result["drive_folder_id"] = drive_folder_id(result["destination_uris"])
+    return result
+
+
+def as_export_result(value: Any) -> Any:
+    """An export's result as a dict, also when Airflow hands it over as JSON text.
+
+    A task that ended in the triggerer (``end_from_trigger``) has its return value written by the
+    triggerer, and Airflow 3.1-3.3 store such XComs JSON-encoded (``XComModel.set`` dumps the value
+    the task SDK then reads back as a string). Every operator that takes export results reads them
+    through this function, so either kind works.
+    """
+    if isinstance(value, str) and value.startswith("{"):
+        return json.loads(value)
+    return value

@@ -12,15 +12,21 @@ import geopandas as gpd
 from shapely.geometry import shape
 
 from airflow_provider_gee.utils.extras import require_extra
+from airflow_provider_gee.utils.operations import as_export_result
 
 STATUS_COLOURS = {"harvested": "#2e7d32", "exported": "#9ccc65", "failed": "#c62828", "missing": "#bdbdbd"}
 
 
 def build_manifest(
-    tiles: Iterable[dict[str, Any]], exports: Iterable[dict[str, Any] | None], harvests: Iterable[dict[str, Any] | None]
+    tiles: Iterable[dict[str, Any]],
+    exports: Iterable[dict[str, Any] | None],
+    harvests: Iterable[dict[str, Any] | None],
+    price_per_eecu_hour: float | None = None,
 ) -> dict[str, Any]:
-    """One record per tile: its EE operation and state, and the files harvested for it."""
-    by_tile_export = {e["tile_id"]: e for e in exports if e}
+    """One record per tile: its EE operation and state, what it cost (EECU-seconds, as EE reports
+    them), and the files harvested for it; the run's totals, and with ``price_per_eecu_hour`` (the
+    rate of your Earth Engine plan) an estimate of what the run's compute cost."""
+    by_tile_export = {e["tile_id"]: e for e in map(as_export_result, exports) if e}
     by_tile_files = {h["tile_id"]: h for h in harvests if h}
     records = []
     for tile in tiles:
@@ -42,8 +48,13 @@ def build_manifest(
             }
         )
     files = [f for r in records for f in r["files"]]
+    eecu = round(sum(r["eecu_seconds"] or 0 for r in records), 6)
+    cost: dict[str, Any] = {"eecu_seconds": eecu, "eecu_hours": round(eecu / 3600, 6)}
+    if price_per_eecu_hour is not None:
+        cost |= {"price_per_eecu_hour": price_per_eecu_hour, "estimate": round(eecu / 3600 * price_per_eecu_hour, 4)}
     return {
         "tiles": len(records),
+        "cost": cost,
         "by_status": {
             s: sum(r["status"] == s for r in records) for s in STATUS_COLOURS if any(r["status"] == s for r in records)
         },
@@ -54,7 +65,8 @@ def build_manifest(
 
 
 def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_dir: str | Path) -> dict[str, str]:
-    """Write ``manifest.json`` and ``tiles.png`` into ``out_dir``; return their paths."""
+    """Write ``manifest.json``, ``tiles.png`` (tiles by outcome) and, when EE reported what the
+    exports cost, ``tiles_cost.png`` (tiles by EECU-seconds) into ``out_dir``; return their paths."""
     require_extra("report", feature="The run report's tile map")
     import matplotlib
 
@@ -82,14 +94,29 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
         handles=[Patch(color=STATUS_COLOURS[s], label=f"{s} ({counts[s]})") for s in STATUS_COLOURS if s in counts],
         loc="upper left", bbox_to_anchor=(1.01, 1),
     )  # fmt: skip
-    ax.set_title(f"{len(frame)} tiles: {manifest['files']} files, {manifest['bytes']:,} bytes harvested")
+    eecu = (manifest.get("cost") or {}).get("eecu_seconds")
+    spent = f", {eecu:,.1f} EECU-s" if eecu is not None else ""
+    ax.set_title(f"{len(frame)} tiles: {manifest['files']} files, {manifest['bytes']:,} bytes harvested{spent}")
     ax.tick_params(axis="x", labelrotation=45)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
     png_path = out / "tiles.png"
     fig.savefig(png_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return {"manifest": str(manifest_path), "map": str(png_path)}
+    paths = {"manifest": str(manifest_path), "map": str(png_path)}
+    cost = {r["tile_id"]: r.get("eecu_seconds") for r in manifest["records"]}
+    if any(cost.values()):
+        frame["eecu_seconds"] = [cost.get(t) or 0.0 for t in frame["tile_id"]]
+        fig, ax = plt.subplots(figsize=(8, 8 * max(0.3, min(3.0, _aspect(frame)))))
+        frame.plot(ax=ax, column="eecu_seconds", cmap="viridis", edgecolor="white", linewidth=0.5, legend=True,
+                   legend_kwds={"label": "EECU-seconds", "shrink": 0.6})  # fmt: skip
+        ax.set_title(f"{len(frame)} tiles: {sum(frame['eecu_seconds']):,.1f} EECU-s")
+        ax.tick_params(axis="x", labelrotation=45)
+        cost_path = out / "tiles_cost.png"
+        fig.savefig(cost_path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths["cost_map"] = str(cost_path)
+    return paths
 
 
 def _aspect(frame: gpd.GeoDataFrame) -> float:

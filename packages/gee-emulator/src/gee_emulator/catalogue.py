@@ -11,10 +11,12 @@ request gives the same pixels, so tests can assert values.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +254,9 @@ class Dataset:
         return Image(bands, properties=tuple(props.items()), footprint=footprint)
 
     def _masked(self, scene: Scene, lon: np.ndarray, lat: np.ndarray) -> dict[str, Any]:
+        reads = getattr(_READS, "keys", None)
+        if reads is not None:  # a scene whose pixels this computation reads
+            reads.add((self.id, scene.index))
         if scene.footprint is None:
             return self.values(scene, lon, lat, {})
         # footprints are boxes: compare bounds (much cheaper than a point-in-polygon test), and
@@ -539,3 +544,19 @@ class Catalogue:
 
 def _public_id(asset_id: str) -> str:
     return asset_id.removeprefix("projects/earthengine-public/assets/")
+
+
+#: scenes whose pixels the computation running in this thread read (each export has its thread)
+_READS = threading.local()
+
+
+@contextlib.contextmanager
+def counting_reads() -> Iterator[Callable[[], int]]:
+    """Count the catalogue scenes this thread reads inside the block: yields a function that
+    returns the count so far (a scene read again, by another chain or window, counts once)."""
+    keys: set[Any] = set()
+    _READS.keys = keys
+    try:
+        yield lambda: len(keys)
+    finally:
+        _READS.keys = None

@@ -102,6 +102,26 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse EE algorithms the emulator does not evaluate exactly, instead of synthesizing a result",
     )
     p.add_argument(
+        "--max-pixels-per-task",
+        type=int,
+        default=None,
+        help="an image export with more output pixels fails: 'Output of image computation is too large'",
+    )
+    p.add_argument(
+        "--memory-limit-pixels",
+        type=int,
+        default=None,
+        help="an image export holding more than this many pixels x bands x images read fails: "
+        "'User memory limit exceeded.'",
+    )
+    p.add_argument(
+        "--task-timeout-seconds",
+        type=float,
+        default=None,
+        help="an image export computing for more EECU-seconds (pixels x bands x images read x 1e-6) fails: "
+        "'Computation timed out.'",
+    )
+    p.add_argument(
         "--request-id-reuse",
         choices=REQUEST_ID_REUSE,
         default="reject",
@@ -182,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         operations_order=args.operations_order,
         max_queued=args.max_queued,
         strict_evaluation=args.strict_evaluation,
+        max_pixels_per_task=args.max_pixels_per_task,
+        memory_limit_pixels=args.memory_limit_pixels,
+        task_timeout_seconds=args.task_timeout_seconds,
         request_id_reuse=args.request_id_reuse,
         error_status=error_status,
     )

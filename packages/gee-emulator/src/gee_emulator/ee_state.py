@@ -25,7 +25,7 @@ from shapely.geometry import shape
 
 from gee_emulator import outputs
 from gee_emulator.algorithms import check_calls, function_names
-from gee_emulator.catalogue import Catalogue
+from gee_emulator.catalogue import Catalogue, counting_reads
 from gee_emulator.drive_store import DriveError, DriveStore
 from gee_emulator.evaluator import (
     EvaluationError,
@@ -135,6 +135,17 @@ class EmulatorConfig:
     error_status: dict[str, int] = field(default_factory=dict)
     #: refuse algorithms the emulator does not evaluate exactly, instead of synthesizing a result
     strict_evaluation: bool = False
+    #: EE's size limits, whose numbers Google does not publish (``None``: no limit). An image
+    #: export fails with EE's own message when its output has more pixels than
+    #: ``max_pixels_per_task``, when pixels x bands x images read exceed ``memory_limit_pixels``,
+    #: or when its compute (``batchEecuUsageSeconds``) exceeds ``task_timeout_seconds``
+    max_pixels_per_task: int | None = None
+    memory_limit_pixels: int | None = None
+    task_timeout_seconds: float | None = None
+
+
+#: EECU-seconds per pixel x band x image read: the emulator's cost model (docs/emulator.md)
+EECU_SECONDS_PER_PIXEL_READ = 1e-6
 
 
 OPERATIONS_ORDERS = ("newest", "oldest", "random")
@@ -440,31 +451,54 @@ class EarthEngineState:
         return f"projects/earthengine-public/assets/{asset_id}"
 
     def _produce(self, op: Operation) -> tuple[list[str], float]:
-        value = self.evaluator().evaluate(op.body["expression"])
-        file_opts = op.body.get("fileExportOptions")
-        if op.kind == "image":
-            image = value if isinstance(value, Image) else None
-            if image is None:
-                raise EvaluationError("Export.image: the expression is not an Image.")
-            grid = outputs.pixel_grid(image)
-            max_pixels = int((op.body.get("maxPixels") or {}).get("value", outputs.DEFAULT_MAX_PIXELS))
-            if grid.pixels > max_pixels:
-                raise EvaluationError(
-                    f"Export too large: specified {grid.pixels} pixels (max: {max_pixels}). "
-                    "Specify higher maxPixels value if you intend to export a large area."
-                )
-            eecu = round(grid.pixels * len(image.bands) * 1e-6, 6)
-            if not file_opts:
-                return self._store_asset(op, "IMAGE", {"_expression": op.body["expression"]}), eecu
-            dims = (file_opts.get("geoTiffOptions") or {}).get("tileDimensions") or {}
-            shard = (
-                int(dims.get("width", self.config.file_dimensions)),
-                int(dims.get("height", self.config.file_dimensions)),
+        with counting_reads() as images_read:
+            value = self.evaluator().evaluate(op.body["expression"])
+            file_opts = op.body.get("fileExportOptions")
+            if op.kind == "image":
+                return self._produce_image(op, value, file_opts, images_read)
+        return self._produce_table(op, value, file_opts)
+
+    def _produce_image(
+        self, op: Operation, value: Any, file_opts: dict[str, Any] | None, images_read: Callable[[], int]
+    ) -> tuple[list[str], float]:
+        image = value if isinstance(value, Image) else None
+        if image is None:
+            raise EvaluationError("Export.image: the expression is not an Image.")
+        grid = outputs.pixel_grid(image)
+        max_pixels = int((op.body.get("maxPixels") or {}).get("value", outputs.DEFAULT_MAX_PIXELS))
+        if grid.pixels > max_pixels:
+            raise EvaluationError(
+                f"Export too large: specified {grid.pixels} pixels (max: {max_pixels}). "
+                "Specify higher maxPixels value if you intend to export a large area."
             )
-            with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
-                prefix = self._prefix(op, file_opts)
-                paths = outputs.write_geotiffs(image, grid, Path(tmp), prefix.rsplit("/", 1)[-1], shard)
-                return self._deliver(op, file_opts, prefix, paths, "image/tiff"), eecu
+        limit = self.config.max_pixels_per_task
+        if limit is not None and grid.pixels > limit:
+            raise EvaluationError(f"Output of image computation is too large ({grid.pixels} pixels > {limit}).")
+        if not file_opts:
+            return self._store_asset(op, "IMAGE", {"_expression": op.body["expression"]}), self._cost(grid, image, 1)
+        dims = (file_opts.get("geoTiffOptions") or {}).get("tileDimensions") or {}
+        shard = (
+            int(dims.get("width", self.config.file_dimensions)),
+            int(dims.get("height", self.config.file_dimensions)),
+        )
+        with tempfile.TemporaryDirectory(dir=self.work_dir) as tmp:
+            prefix = self._prefix(op, file_opts)
+            paths = outputs.write_geotiffs(image, grid, Path(tmp), prefix.rsplit("/", 1)[-1], shard)
+            # computed: what it read is known now, and a computation over the limits fails here
+            eecu = self._cost(grid, image, images_read())
+            return self._deliver(op, file_opts, prefix, paths, "image/tiff"), eecu
+
+    def _cost(self, grid: Any, image: Image, images: int) -> float:
+        """EECU-seconds of an image computation, after EE's memory and time limits."""
+        held = grid.pixels * max(1, len(image.bands)) * max(1, images)
+        if self.config.memory_limit_pixels is not None and held > self.config.memory_limit_pixels:
+            raise EvaluationError("User memory limit exceeded.")
+        eecu = round(held * EECU_SECONDS_PER_PIXEL_READ, 6)
+        if self.config.task_timeout_seconds is not None and eecu > self.config.task_timeout_seconds:
+            raise EvaluationError("Computation timed out.")
+        return eecu
+
+    def _produce_table(self, op: Operation, value: Any, file_opts: dict[str, Any] | None) -> tuple[list[str], float]:
         collection = value if isinstance(value, FeatureCollection) else None
         if collection is None:
             raise EvaluationError("Export.table: the expression is not a FeatureCollection.")

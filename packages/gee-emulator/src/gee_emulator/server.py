@@ -707,7 +707,10 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
         h.emu.drive.quota_bytes = None if quota is None else int(quota)
     if "drive_listing_lag_seconds" in body:
         h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
-    for key in ("operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation"):
+    for key in (
+        "operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation",
+        "max_pixels_per_task", "memory_limit_pixels", "task_timeout_seconds",
+    ):  # fmt: skip
         if key in body:
             setattr(cfg, key, body[key])
     if "error_status" in body:
@@ -726,6 +729,9 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
             "request_id_reuse": cfg.request_id_reuse,
             "error_status": cfg.error_status,
             "strict_evaluation": cfg.strict_evaluation,
+            "max_pixels_per_task": cfg.max_pixels_per_task,
+            "memory_limit_pixels": cfg.memory_limit_pixels,
+            "task_timeout_seconds": cfg.task_timeout_seconds,
         },
     )
 
