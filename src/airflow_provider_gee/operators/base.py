@@ -77,12 +77,17 @@ class GeeBaseOperator(GeeHookMixin, BaseOperator):
     default_map_index_template: ClassVar[str | None] = None
 
     @classmethod
+    def _name_tiles(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the operator's ``default_map_index_template`` unless one is given."""
+        if kwargs.get("map_index_template") is None and cls.default_map_index_template:
+            kwargs["map_index_template"] = cls.default_map_index_template
+        return kwargs
+
+    @classmethod
     def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
         """As Airflow's, with the operator's ``default_map_index_template``: a mapped operator's
         template is read from what ``partial`` was given, before any instance exists."""
-        if kwargs.get("map_index_template") is None and cls.default_map_index_template:
-            kwargs["map_index_template"] = cls.default_map_index_template
-        return super().partial(**kwargs)
+        return super().partial(**cls._name_tiles(kwargs))
 
     def __init__(
         self,
@@ -93,7 +98,5 @@ class GeeBaseOperator(GeeHookMixin, BaseOperator):
         retry_delay: timedelta | float = DEFAULT_RETRY_DELAY,
         **kwargs: Any,
     ) -> None:
-        if kwargs.get("map_index_template") is None and self.default_map_index_template:
-            kwargs["map_index_template"] = self.default_map_index_template
-        super().__init__(retries=retries, retry_delay=retry_delay, **kwargs)
+        super().__init__(retries=retries, retry_delay=retry_delay, **self._name_tiles(kwargs))
         self._init_connection(gcp_conn_id, impersonation_chain)
