@@ -307,8 +307,9 @@ class GeeHarvestOperator(GeeBaseOperator):
         "folder", "folder_id", "prefix", "bucket", "destination", "export_result", *GeeBaseOperator.template_fields,
     )  # fmt: skip
     ui_color = "#d2e3ec"
-    # a mapped harvest is named by the tile of the export it harvests
-    default_map_index_template = "{{ (task.export_result or {}).get('tile_id') or '' }}"  # set again after the run
+    # a mapped harvest is named by the tile of the export it harvests (an export that ended in the
+    # triggerer hands over JSON text: Airflow renders the name again after execute decoded it)
+    default_map_index_template = "{{ (task.export_result or {}).get('tile_id') or '' }}"
 
     def __init__(
         self,
