@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
@@ -31,6 +33,15 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def kill_task_process(ti_id: str) -> int:
+    """SIGKILL the task process Airflow titled ``airflow worker -- <ti id>``; return its pid (0: none)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        if f"airflow worker -- {ti_id}" in " ".join(proc.info["cmdline"] or []):
+            proc.send_signal(signal.SIGKILL)
+            return proc.pid
+    return 0
 
 
 BERLIN = [13.2134, 52.4152, 13.3019, 52.4873]

@@ -91,6 +91,12 @@ class EarthEngineTaskFailed(EarthEngineError):
         self.state = state["state"]
 
 
+class EarthEngineTooBig(EarthEngineTaskFailed, AirflowFailException):
+    """EE refused the export for its size (one of
+    :data:`~airflow_provider_gee.utils.splitting.SIZE_ERRORS`) and it was not split, or is still
+    too big at ``max_split_depth``: fails without retries, as the same export fails the same way."""
+
+
 class DownloadVerificationError(AirflowException):
     """A downloaded file's size or md5 differs from the source's; the source copy is kept."""
 

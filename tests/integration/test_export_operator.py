@@ -94,24 +94,24 @@ def test_retry_after_success_returns_the_result_without_resubmitting(gee_conn, e
 
 def test_retry_after_a_failed_ee_task_submits_a_new_one(gee_conn, emulator, capsys):
     admin(
-        emulator, "faults", {"kind": "task_failure", "match": "*", "count": 1, "message": "User memory limit exceeded."}
+        emulator, "faults", {"kind": "task_failure", "match": "*", "count": 1, "message": "An internal error occurred."}
     )
     run, _ = run_dag(export_dag(retries=1))
     assert run.state == "success"
     stats = emulator.stats()
     assert stats["operations"] == 2 and stats["operations_by_state"] == {"FAILED": 1, "SUCCEEDED": 1}
-    assert "User memory limit exceeded." in "".join(capsys.readouterr())
+    assert "An internal error occurred." in "".join(capsys.readouterr())
 
 
 def test_failed_ee_task_fails_the_airflow_task_with_ees_message(gee_conn, emulator, capsys):
     admin(
         emulator,
         "faults",
-        {"kind": "task_failure", "match": "*", "count": 5, "message": "Too many pixels in the region."},
+        {"kind": "task_failure", "match": "*", "count": 5, "message": "Injected: the EE worker was lost."},
     )
     run, _ = run_dag(export_dag(retries=0))
     assert run.state == "failed"
-    assert "Too many pixels in the region." in "".join(capsys.readouterr())
+    assert "Injected: the EE worker was lost." in "".join(capsys.readouterr())
     assert emulator.stats()["operations"] == 1
 
 

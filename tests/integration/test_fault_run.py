@@ -13,12 +13,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psutil
 import pytest
 
 from airflow_provider_gee.utils.tiling import grid_tiles
 from dev.airflow_stack import AirflowStack
-from tests.helpers import admin
+from tests.helpers import admin, kill_task_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,15 +62,6 @@ with DAG("fault_run", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) a
 """
 
 
-def _kill_task_process(ti_id: str) -> int:
-    """SIGKILL the task process Airflow titled ``airflow worker -- <ti id>``; return its pid."""
-    for proc in psutil.process_iter(["cmdline"]):
-        if f"airflow worker -- {ti_id}" in " ".join(proc.info["cmdline"] or []):
-            proc.send_signal(signal.SIGKILL)
-            return proc.pid
-    return 0
-
-
 @pytest.mark.emulator(ee_concurrency=3, task_seconds=4.0)
 def test_a_run_survives_faults_kills_and_a_triggerer_restart(emulator, tmp_path):
     tiles = grid_tiles(REGION, 0.1)
@@ -104,7 +94,7 @@ def test_a_run_survives_faults_kills_and_a_triggerer_restart(emulator, tmp_path)
             return ti["id"] if ti["state"] == "running" and ops and not ops[0].done else None
 
         ti_id = stack._wait(blocking_is_waiting_on_ee, 300, "the blocking export to wait on its EE task", 0.2)
-        assert _kill_task_process(ti_id), "the blocking export's task process was not found"
+        assert kill_task_process(ti_id), "the blocking export's task process was not found"
 
         def deferred_exports() -> bool:
             tis = stack.api("GET", base, params={"limit": 100})["task_instances"]

@@ -17,7 +17,7 @@ from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFai
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, asset_url
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.operators.export import request_id, sanitize_description
-from airflow_provider_gee.utils.operations import as_export_result
+from airflow_provider_gee.utils.operations import as_export_result, export_parts
 from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, ee_asset_uri, is_template
 
 # the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
@@ -177,7 +177,7 @@ class AssetMergeOperator(GeeBaseOperator):
             bad = [r for r in results if r.get("destination") != "asset" or not r.get("asset_id")]
             if bad:
                 raise GeeConfigurationError(f"export_results must come from asset exports; {len(bad)} do not.")
-            parts = [r["asset_id"] for r in results]
+            parts = [p["asset_id"] for r in results for p in export_parts(r)]  # a split tile's parts too
         parts = sorted(set(parts))
         destination = self.hook.asset_name(self.destination_asset)
         if destination in parts:

@@ -11,17 +11,23 @@ before 3.3 (no store) a retry looks the task instance's operations up in EE's li
 :meth:`GeeExportOperator._execute_without_state_store`). Either way a retry re-attaches to a
 running operation, returns a SUCCEEDED one without submitting, and submits a new one (next
 generation) only after FAILED/CANCELLED.
+
+A tile that EE refuses for its size (:data:`~airflow_provider_gee.utils.splitting.SIZE_ERRORS`) is
+exported as quadrants instead, one after the other in the same task instance and pool slot; the
+split plan (which parts, their EE tasks) is kept in the task state store next to the operation, so
+a retried or resumed task goes on with the part it was at.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import ResumableJobMixin
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_3_PLUS
@@ -31,6 +37,7 @@ from airflow_provider_gee.exceptions import (
     EarthEngineError,
     EarthEngineRejected,
     EarthEngineTaskFailed,
+    EarthEngineTooBig,
     EecuBudgetSpent,
     GeeConfigurationError,
 )
@@ -47,6 +54,9 @@ from airflow_provider_gee.utils.operations import (
     summarize,
 )
 
+if TYPE_CHECKING:
+    from airflow_provider_gee.utils.splitting import SplitPlan
+
 # The hook and triggers (the Google provider's base hook, googleapiclient, aiohttp) and geopandas,
 # pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every task
 # process parses its DAG file, so a module-level import is paid on every task start of every tile,
@@ -61,6 +71,8 @@ MAX_DESCRIPTION = 100
 MAX_GENERATION_STEPS = 3
 #: EE's refusal of a requestId used before with another body (the wording is not documented)
 REQUEST_ID_REFUSED = re.compile(r"request[ _-]?id", re.IGNORECASE)
+#: task state store key of a split tile's plan (parts, their EE tasks, results)
+SPLIT_KEY = "gee_split"
 
 
 def sanitize_description(text: str) -> str:
@@ -73,10 +85,20 @@ def sanitize_description(text: str) -> str:
     return f"{clean[: MAX_DESCRIPTION - 9]}-{digest}"
 
 
-def request_id(dag_id: str, task_id: str, run_id: str, map_index: int, generation: int) -> str:
-    """EE's ``requestId`` for one task instance and generation (``[A-Za-z0-9-]``, 39 characters)."""
-    base = uuid.uuid5(_REQUEST_NAMESPACE, f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}")
-    return f"{base}-g{generation}"
+def request_id(dag_id: str, task_id: str, run_id: str, map_index: int, generation: int, part: str = "") -> str:
+    """EE's ``requestId`` for one task instance, part of a split tile (``_q0_q3``; none: the whole
+    tile) and generation (``[A-Za-z0-9-]``, 39 characters)."""
+    name = f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}" + (f"\x1f{part}" if part else "")
+    return f"{uuid.uuid5(_REQUEST_NAMESPACE, name)}-g{generation}"
+
+
+class _TooBig(Exception):
+    """EE refused the tile (or part) for its size and splitting applies: ``failure`` says which EE
+    task (if any), EE's message and what it cost."""
+
+    def __init__(self, failure: dict[str, Any]) -> None:
+        super().__init__(failure.get("error"))
+        self.failure = failure
 
 
 class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
@@ -139,6 +161,17 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         (:func:`~airflow_provider_gee.utils.operations.as_export_result`), a task of yours that
         pulls the result gets a string. Ignored for a task with ``outlets`` (asset events need the
         worker); ``dag.test()`` resumes every deferred task and returns the same result.
+    :param split_on_error: when EE refuses the tile for its size ("User memory limit exceeded",
+        "Computation timed out", ...: :data:`~airflow_provider_gee.utils.splitting.SIZE_ERRORS`),
+        export its quadrants ``<tile_id>_q0`` .. ``_q3`` instead, one at a time in this task's pool
+        slot, cut on the export's pixel lattice so that they mosaic. Needs ``tile`` and the tile's
+        own region (``region=None``); ``build`` gets each part as its tile. The result lists the
+        parts (``parts``) and what the tile cost in all (``eecu_seconds``, refused tasks included);
+        the harvest, mosaic, table stitch, merge and report take them as they take shards.
+    :param max_split_depth: how often a part may be split again (2: down to 1/16 of the tile);
+        a part still too big then fails with EE's message.
+    :param max_tile_eecu_seconds: one tile's compute budget: a split tile exports no further part
+        once its refused tasks and exported parts have used this many EECU-seconds.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
@@ -181,6 +214,9 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         max_ee_queue: int | None = None,
         end_from_trigger: bool = False,
         max_eecu_seconds: float | None = None,
+        split_on_error: bool = True,
+        max_split_depth: int = 2,
+        max_tile_eecu_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -211,7 +247,12 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self.max_ee_queue = max_ee_queue
         self.end_from_trigger = end_from_trigger
         self.max_eecu_seconds = max_eecu_seconds
+        self.split_on_error = split_on_error
+        self.max_split_depth = max_split_depth
+        self.max_tile_eecu_seconds = max_tile_eecu_seconds
         self._operation: dict[str, Any] | None = None
+        # set while a part of a split tile is exported: appended to names without {tile_id}
+        self._part_suffix = ""
         # what the mixin read from task_state_store (get_job_status), so submit_job need not read it again
         self._stored: dict[str, Any] | None = None
 
@@ -222,7 +263,13 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         return None if self.tile is None else str(self.tile.get("tile_id"))
 
     def _fill(self, text: str | None) -> str | None:
-        return None if text is None else text.replace("{tile_id}", self.tile_id or "")
+        """``text`` with ``{tile_id}`` filled in; a part of a split tile gets its own name also
+        where ``text`` has no ``{tile_id}`` (its suffix is appended), so parts never share outputs."""
+        if text is None:
+            return None
+        if "{tile_id}" in text:
+            return text.replace("{tile_id}", self.tile_id or "")
+        return text + self._part_suffix
 
     def validate(self) -> None:
         """Check the arguments; every error names the argument and the fix (nothing remote yet)."""
@@ -273,6 +320,12 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             read_region(self.region)  # a bad bbox or GeoJSON fails here, named, before anything remote
         if self.export_type == "image" and self.region is None and self.tile is None:
             raise GeeConfigurationError("An image export needs a region: pass tile=... or region=....")
+        if not isinstance(self.max_split_depth, int) or self.max_split_depth < 0:
+            raise GeeConfigurationError(f"max_split_depth must be a whole number >= 0, got {self.max_split_depth!r}.")
+        for name in ("max_eecu_seconds", "max_tile_eecu_seconds"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise GeeConfigurationError(f"{name} must be a positive number of EECU-seconds, got {value!r}.")
         if self.description is not None:
             raw = self._fill(self.description) or ""
             if not raw or len(raw) > MAX_DESCRIPTION or _DESCRIPTION_BAD.search(raw):
@@ -291,7 +344,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
     def _request_id(self, context: Context, generation: int) -> str:
         ti = context["ti"]
-        return request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation)
+        return request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation, self._part_suffix)
 
     # ------------------------------------------------------------------ Airflow entry points
 
@@ -300,9 +353,17 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if event is not None and event.get("status") == "error":
             raise EarthEngineError(f"Admission control could not read EE's queue: {event.get('message')}")
         self.validate()
-        if not AIRFLOW_V_3_3_PLUS:
-            return self._execute_without_state_store(context)
-        return self.execute_resumable(context)
+        # only a later try (or a cleared task) can find a split plan: the first one need not ask
+        plan = self._stored_plan(context) if (context["ti"].try_number or 1) > 1 else None
+        if plan is not None:  # a retry (or a cleared task) of a tile that was split: go on with it
+            self.log.info("Tile %s was split: going on with its parts", self.tile_id)
+            return self._run_split(context, plan)
+        try:
+            if not AIRFLOW_V_3_3_PLUS:
+                return self._execute_without_state_store(context)
+            return self.execute_resumable(context)
+        except _TooBig as exc:
+            return self._split(context, exc.failure)
 
     def _execute_without_state_store(self, context: Context) -> dict[str, Any]:
         """Airflow < 3.3 has no task state store, so a retry finds its operations in EE instead.
@@ -338,12 +399,17 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             if latest["state"] == "SUCCEEDED":
                 self.log.info("EE task %s already SUCCEEDED: not submitting again", latest["name"])
                 return self._result(context, latest)
+            self._raise_if_too_big(latest)  # split again: the parts' requestIds find their EE tasks
         external_id = self.submit_job(context)
         result = self.poll_until_complete(external_id, context)
         return result if result is not None else self.get_job_result(external_id, context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation."""
+        """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation
+        (and, when it waited for a part of a split tile, the split plan)."""
+        split = (event.get("extra") or {}).get("split")
+        if split is not None:
+            return self._resume_split(context, event, split)
         if event.get("task_instance_state") == "success":  # ended in the trigger; dag.test() resumes
             result = event["xcoms"]["return_value"]
             self._persist_destination_links(context, result.get("drive_folder_id"))
@@ -359,9 +425,9 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             raise EarthEngineError(f"{event.get('message')}; the EE task was cancelled.")
         if status == "failed" and summaries:
             s = summaries[0]
-            raise EarthEngineTaskFailed(
-                s.get("error") or event.get("message", ""), operation=s["name"], state=s["state"]
-            )
+            if self._splittable(s.get("error")):
+                return self._split(context, self._failure(s))
+            raise self._task_failed(s, event.get("message", ""))
         raise EarthEngineError(event.get("message") or f"Unexpected trigger event {event!r}")
 
     def on_kill(self) -> None:
@@ -383,6 +449,12 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         description = self.task_description(context)
         if self.max_eecu_seconds is not None:
             self._check_budget(context, description)
+        return self._start(context, description, generation)
+
+    def _start(self, context: Context, description: str, generation: int) -> dict[str, Any]:
+        """Submit the export (of the tile, or of the part being exported) with the requestId of
+        ``generation``, or of a later one when EE refuses it as spent; ``{operation, generation,
+        request_id}``."""
         self.hook.initialize_ee()
         ee_object = self._ee_object(context)
         for _ in range(MAX_GENERATION_STEPS):
@@ -427,6 +499,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if REQUEST_ID_REFUSED.search(exc.message):
             self.log.warning("EE refused requestId %s (%s): submitting with the next one", rid, exc.message)
             return None
+        if self._splittable(exc.message):  # e.g. "Request payload size exceeds the limit"
+            raise _TooBig({"tile_id": self.tile_id, "operation": None, "error": exc.message, "eecu_seconds": 0})
         raise EarthEngineRejected(f"Earth Engine rejected export {description!r}: {exc.message}") from exc
 
     def _own_operations(self, context: Context, description: str | None = None) -> list[dict[str, Any]]:
@@ -515,6 +589,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 raise
             return self._forgotten_operation(external_id["operation"], context)
         self.log.info("Stored EE task %s is %s", external_id["operation"], self._operation["state"])
+        self._raise_if_too_big(self._operation)  # it failed for its size before the split was kept
         if self._operation["state"] in ACTIVE_STATES:
             self._persist_links(context, external_id["operation"])
         elif self._operation["state"] == "SUCCEEDED":  # a retry that finds it done links it too
@@ -572,6 +647,14 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 ),
                 method_name="execute_complete",
             )  # fmt: skip
+        op = self._poll(name)
+        if op["state"] != "SUCCEEDED":
+            self._raise_if_too_big(op)
+            raise self._task_failed(op)
+        return self._result(context, op)
+
+    def _poll(self, name: str) -> dict[str, Any]:
+        """Wait in this process until EE task ``name`` ends (cancelled after ``wait_timeout``)."""
         deadline = None if self.wait_timeout is None else time.monotonic() + self.wait_timeout
         while True:
             op = summarize(self.hook.get_operation(name))
@@ -579,19 +662,260 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 self.log.info("EE task %s: %s", name, op["state"])
             self._operation = op
             if op["state"] in TERMINAL_STATES:
-                break
+                return op
             if deadline is not None and time.monotonic() > deadline:
                 self.hook.cancel_operation(name)
                 raise EarthEngineError(f"EE task {name} still running after {self.wait_timeout} s; cancelled it.")
             time.sleep(self.poll_interval)
-        if op["state"] != "SUCCEEDED":
-            raise EarthEngineTaskFailed(op.get("error") or op["state"], operation=name, state=op["state"])
-        return self._result(context, op)
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         if not self._operation or self._operation.get("name") != external_id["operation"]:
             self._operation = summarize(self.hook.get_operation(external_id["operation"]))
         return self._result(context, self._operation)
+
+    # ------------------------------------------------------------------ adaptive splitting
+
+    def _splittable(self, message: str | None) -> bool:
+        """Whether EE's ``message`` says the tile is too big and splitting it is allowed here."""
+        from airflow_provider_gee.utils.splitting import is_size_error
+
+        splits = self.split_on_error and self.max_split_depth > 0 and self.tile is not None and self.region is None
+        return splits and is_size_error(message)
+
+    def _failure(self, op: dict[str, Any]) -> dict[str, Any]:
+        """What is kept of an EE task refused for its size (its cost counts toward the tile's)."""
+        return {
+            "tile_id": self.tile_id, "operation": op.get("name"), "error": op.get("error") or op.get("state"),
+            "eecu_seconds": op.get("eecu_seconds") or 0,
+        }  # fmt: skip
+
+    @staticmethod
+    def _task_failed(op: dict[str, Any], fallback: str = "", note: str = "") -> EarthEngineTaskFailed:
+        """The error for an EE task that did not succeed, with EE's message; one refused for its
+        size (not split, or still too big) fails without retries: it would fail the same way."""
+        from airflow_provider_gee.utils.splitting import is_size_error
+
+        message = (op.get("error") or fallback or op["state"]) + note
+        kind = EarthEngineTooBig if is_size_error(op.get("error")) else EarthEngineTaskFailed
+        return kind(message, operation=op.get("name") or "", state=op["state"])
+
+    def _raise_if_too_big(self, op: dict[str, Any]) -> None:
+        if op.get("state") == "FAILED" and self._splittable(op.get("error")):
+            raise _TooBig(self._failure(op))
+
+    def _lattice(self) -> tuple[float, float, float, float] | None:
+        """The export's pixel lattice ``(x0, dx, y0, dy)`` in the CRS the tile is cut in (the grid's,
+        lon/lat for other tiles), when the export pins it there; ``None`` otherwise (EE then keeps
+        its own lattice for every part alike, and pixels on a cut are exported by both parts)."""
+        if self.crs is None or self.tile is None:
+            return None
+        from pyproj import CRS
+
+        grid = self.tile.get("grid")
+        cut_crs = CRS.from_user_input(grid["crs"] if grid and self.tile.get("cell") else "EPSG:4326")
+        try:
+            if not CRS.from_user_input(self.crs).equals(cut_crs):
+                return None
+        except Exception:  # EE's own codes (SR-ORG:...) are not pyproj's: no lattice to snap to
+            return None
+        if self.crs_transform is not None:
+            t = [float(v) for v in self.crs_transform]
+            return t[2], t[0], t[5], t[4]
+        if self.scale is not None and cut_crs.is_projected:  # scale is in metres
+            return 0.0, float(self.scale), 0.0, float(self.scale)
+        return None
+
+    @contextlib.contextmanager
+    def _as_part(self, part: dict[str, Any]) -> Iterator[None]:
+        """Export ``part`` (a tile dict from the split) with this operator's settings: its id
+        names the description, outputs and requestId, its geometry is the region."""
+        whole = self.tile
+        self.tile, self._part_suffix = part, part["tile_id"][len(str(whole["tile_id"])) :]  # type: ignore[index]
+        try:
+            yield
+        finally:
+            self.tile, self._part_suffix = whole, ""
+
+    def _stored_plan(self, context: Context) -> SplitPlan | None:
+        from airflow_provider_gee.utils.splitting import SplitPlan
+
+        store = context.get("task_state_store")
+        data = store.get(SPLIT_KEY) if store is not None else None
+        return SplitPlan(data) if data else None
+
+    def _save_plan(self, context: Context, plan: SplitPlan) -> None:
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(SPLIT_KEY, plan.data)
+
+    def _split(self, context: Context, failure: dict[str, Any]) -> dict[str, Any]:
+        """The tile was refused for its size: export its quadrants instead."""
+        from airflow_provider_gee.utils.splitting import SplitPlan
+
+        try:
+            plan = SplitPlan.start(self.tile, failure, self._lattice())  # type: ignore[arg-type]
+        except GeeConfigurationError as exc:
+            raise EarthEngineTooBig(
+                f"{failure['error']} ({exc})", operation=failure["operation"] or "", state="FAILED"
+            ) from None
+        self.log.warning(
+            "EE refused tile %s for its size (%s): exporting it as %d parts, one at a time (max_split_depth=%d)",
+            self.tile_id, failure["error"], len(plan.parts), self.max_split_depth,
+        )  # fmt: skip
+        self._save_plan(context, plan)
+        return self._run_split(context, plan)
+
+    def _run_split(self, context: Context, plan: SplitPlan) -> dict[str, Any]:
+        """Export the plan's parts one after the other, each to its end, then the tile's result.
+
+        Deferrable, each wait defers (with the plan) and :meth:`_resume_split` comes back here;
+        the plan is saved before every wait, so a killed task goes on from the part it was at.
+        """
+        from airflow_provider_gee.utils.splitting import part_tile
+
+        while (part := plan.current()) is not None:
+            tile = part_tile(self.tile, part["tile_id"], self._lattice())  # type: ignore[arg-type]
+            with self._as_part(tile):
+                op = self._part_operation(context, part)
+                if op is None:
+                    try:
+                        op = self._submit_part(context, plan, part)
+                    except _TooBig as exc:  # refused at submission, e.g. its request is too large
+                        op = {"name": None, "state": "FAILED", "error": exc.failure["error"], "eecu_seconds": 0}
+                if op["state"] not in TERMINAL_STATES:
+                    op = self._wait_part(context, plan, op)
+                self._record_part(context, plan, part, op, tile)
+        return self._split_result(context, plan)
+
+    def _resume_split(self, context: Context, event: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+        """The trigger waited for a part: record how it ended and go on with the next."""
+        from airflow_provider_gee.utils.splitting import SplitPlan, part_tile
+
+        plan = self._stored_plan(context) or SplitPlan(split)
+        part = plan.current()
+        summaries = list(event.get("operations", {}).values())
+        status = event.get("status")
+        if status == "timeout":
+            if summaries:
+                self.hook.cancel_operation(summaries[0]["name"])
+            raise EarthEngineError(f"{event.get('message')}; the EE task was cancelled.")
+        if status not in ("success", "failed") or not summaries:
+            raise EarthEngineError(event.get("message") or f"Unexpected trigger event {event!r}")
+        if part is not None and part["operation"] == summaries[0]["name"]:
+            tile = part_tile(self.tile, part["tile_id"], self._lattice())  # type: ignore[arg-type]
+            with self._as_part(tile):
+                self._record_part(context, plan, part, summaries[0], tile)
+        return self._run_split(context, plan)
+
+    def _part_operation(self, context: Context, part: dict[str, Any]) -> dict[str, Any] | None:
+        """The part's EE task as EE has it now; ``None`` when one is to be submitted."""
+        if part["operation"] is None:
+            return None
+        try:
+            return summarize(self.hook.get_operation(part["operation"]))
+        except EarthEngineError as exc:
+            if exc.status_code != 404:
+                raise
+        if self._outputs_exist(context):  # EE forgot it; its outputs show it succeeded
+            return {"name": part["operation"], "state": "SUCCEEDED", "description": self.task_description(context)}
+        self.log.warning("EE no longer knows EE task %s of part %s: submitting again", part["operation"], self.tile_id)
+        part.update(operation=None, generation=part["generation"] + 1)
+        return None
+
+    def _submit_part(self, context: Context, plan: SplitPlan, part: dict[str, Any]) -> dict[str, Any]:
+        """Submit the part (budgets first), keep its EE task in the plan, and return it."""
+        whole = plan.data["tile_id"]
+        if self.max_tile_eecu_seconds is not None and plan.eecu_seconds() >= self.max_tile_eecu_seconds:
+            raise EecuBudgetSpent(
+                f"EECU budget of tile {whole} spent: {plan.eecu_seconds():,.1f} of {self.max_tile_eecu_seconds:,.1f} "
+                f"EECU-s used by its refused EE tasks and exported parts; not exporting part {self.tile_id}. "
+                "Raise max_tile_eecu_seconds and clear the task, or use smaller tiles."
+            )
+        description = self.task_description(context)
+        if self.max_eecu_seconds is not None:
+            self._check_budget(context, description)
+        submitted = self._start(context, description, part["generation"])
+        part.update(operation=submitted["operation"], generation=submitted["generation"], state="PENDING")
+        self._save_plan(context, plan)
+        done = sum(p["state"] == "SUCCEEDED" for p in plan.parts)
+        self.log.info("Part %s of tile %s (%d of %d done): EE task %s", self.tile_id, whole, done,
+                      len(plan.parts), submitted["operation"])  # fmt: skip
+        return self._operation or {"name": submitted["operation"], "state": "PENDING"}
+
+    def _wait_part(self, context: Context, plan: SplitPlan, op: dict[str, Any]) -> dict[str, Any]:
+        """Wait for the part's EE task: deferred (the plan comes back with the trigger's event), or here."""
+        self._operation = op  # on_kill cancels it
+        EarthEngineTaskLink.persist(context, url=task_url(self.hook.api_url, self.hook.uses_google, op["name"]))
+        if self.deferrable:
+            from airflow_provider_gee.triggers.task import GeeTaskTrigger
+
+            self.defer(
+                trigger=GeeTaskTrigger(
+                    [op["name"]], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
+                    poll_interval=self.poll_interval, timeout=self.wait_timeout, cancel_on_kill=True,
+                    event_extra={"split": plan.data},
+                ),
+                method_name="execute_complete",
+            )  # fmt: skip
+        return self._poll(op["name"])
+
+    def _record_part(
+        self, context: Context, plan: SplitPlan, part: dict[str, Any], op: dict[str, Any], tile: dict[str, Any]
+    ) -> None:
+        """Keep how the part's EE task ended: its result; its quadrants if EE refused it for its
+        size (up to ``max_split_depth``); otherwise fail, and the next try exports it again."""
+        from airflow_provider_gee.utils.splitting import split_tile
+
+        whole = plan.data["tile_id"]
+        if op["state"] == "SUCCEEDED":
+            result = export_result(self._result_base(context, op.get("description")), op)
+            part.update(state="SUCCEEDED", result={**result, "bbox": tile["bbox"]})
+            self.log.info("Part %s of tile %s SUCCEEDED (%s EECU-s)", self.tile_id, whole, op.get("eecu_seconds"))
+        elif self._splittable(op.get("error")) and part["depth"] < self.max_split_depth:
+            try:
+                pieces = split_tile(tile, self._lattice())
+            except GeeConfigurationError as exc:
+                message = f"{op.get('error')} ({exc})"
+                raise EarthEngineTooBig(message, operation=op.get("name") or "", state="FAILED") from None
+            plan.replace(part, self._failure(op), pieces)
+            self.log.warning("EE refused part %s for its size (%s): splitting it into %d parts",
+                             self.tile_id, op.get("error"), len(pieces))  # fmt: skip
+        else:
+            too_big = self._splittable(op.get("error"))
+            if not too_big:  # the next try exports the part again, as a new EE task
+                part.update(operation=None, generation=part["generation"] + 1, state=None)
+            self._save_plan(context, plan)
+            note = (
+                f" (part {self.tile_id} of tile {whole}, still too big after splitting {part['depth']} times: "
+                "use smaller tiles or raise max_split_depth)"
+            )
+            raise self._task_failed(op, note=note if too_big else "")
+        self._save_plan(context, plan)
+
+    def _split_result(self, context: Context, plan: SplitPlan) -> dict[str, Any]:
+        """The split tile's result: the tile's own fields, every part's result and the total cost."""
+        from airflow_provider_gee.links.drive import drive_folder_id
+
+        parts = [p["result"] for p in plan.parts]
+        uris = [u for p in parts for u in p.get("destination_uris", [])]
+        result = {
+            **self._result_base(context),
+            "operation": plan.failed[0].get("operation"),
+            "state": "SUCCEEDED",
+            "destination_uris": uris,
+            "eecu_seconds": round(plan.eecu_seconds(), 6),
+            "create_time": min((p.get("create_time") or "" for p in parts), default=None) or None,
+            "split": {"reason": plan.data["reason"], "depth": plan.depth(), "refused": plan.failed},
+            "parts": parts,
+        }
+        if result["destination"] == "drive":
+            result["drive_folder_id"] = drive_folder_id(uris)
+        self.log.info(
+            "Tile %s exported in %d parts (split %d deep): %.1f EECU-s, %d EE task(s) refused for size included",
+            self.tile_id, len(parts), plan.depth(), result["eecu_seconds"], len(plan.failed),
+        )  # fmt: skip
+        self._persist_destination_links(context, result.get("drive_folder_id"))
+        return result
 
     # ------------------------------------------------------------------ helpers
 

@@ -30,7 +30,7 @@ from airflow.sdk import Context, ObjectStoragePath
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
-from airflow_provider_gee.utils.operations import as_export_result, export_file_pattern
+from airflow_provider_gee.utils.operations import as_export_result, export_file_pattern, export_parts
 from airflow_provider_gee.utils.outlets import add_event_extras
 from airflow_provider_gee.utils.storage import (
     exclusive_temp,
@@ -348,8 +348,8 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     # ------------------------------------------------------------------ setup
 
-    def _source(self) -> _DriveSource | _GcsSource:
-        result = self.export_result or {}
+    def _source(self, result: dict[str, Any], part_suffix: str = "") -> _DriveSource | _GcsSource:
+        """Where ``result`` (the export result, or one part of a split tile's) put its files."""
         if result and result.get("destination") not in ("drive", "gcs"):
             raise GeeConfigurationError(
                 f"export_result of tile {result.get('tile_id')!r} went to {result.get('destination')!r}: only Drive "
@@ -357,7 +357,8 @@ class GeeHarvestOperator(GeeBaseOperator):
             )
         if result and result.get("state") not in (None, "SUCCEEDED"):
             raise GeeConfigurationError(f"export_result is {result.get('state')}, not SUCCEEDED: nothing to harvest.")
-        prefix = self.prefix if self.prefix is not None else result.get("file_name_prefix")
+        # a part's outputs are named as the export names them: its suffix after a name without {tile_id}
+        prefix = self.prefix + part_suffix if self.prefix is not None else result.get("file_name_prefix")
         bucket = self.bucket or result.get("bucket")
         if bucket or result.get("destination") == "gcs":
             if not bucket:
@@ -380,8 +381,12 @@ class GeeHarvestOperator(GeeBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self.export_result = as_export_result(self.export_result)
         local, remote = target_dir(self.destination)  # fails before anything remote is touched
+        result = self.export_result or {}
         try:
-            manifest = self._harvest(local, remote)
+            if result.get("parts"):  # EE refused the tile for its size: its parts, one by one
+                manifest = self._harvest_parts(local, remote, result)
+            else:
+                manifest = self._harvest(local, remote, result)
         finally:
             if remote is not None:  # the staging directory of an object-store destination
                 shutil.rmtree(local, ignore_errors=True)
@@ -389,16 +394,39 @@ class GeeHarvestOperator(GeeBaseOperator):
         add_event_extras(context, self.outlets, {k: manifest[k] for k in keys})
         return manifest
 
-    def _harvest(self, local: Path, remote: ObjectStoragePath | None) -> dict[str, Any]:
-        source = self._source()
+    def _harvest_parts(self, local: Path, remote: ObjectStoragePath | None, result: dict[str, Any]) -> dict[str, Any]:
+        """Harvest every part of a split tile as an export of its own (own files, own journal), and
+        describe them together as the tile's."""
+        manifests = []
+        for part in export_parts(result):
+            suffix = str(part["tile_id"])[len(str(result["tile_id"])) :]
+            self.log.info("Tile %s was exported in parts: harvesting part %s", result["tile_id"], part["tile_id"])
+            manifests.append(self._harvest(local, remote, part, suffix))
+        files = sorted((f for m in manifests for f in m["files"]), key=lambda e: e["name"])
+        return {
+            "tile_id": result.get("tile_id"),
+            "operation": result.get("operation"),
+            "source": manifests[0]["source"],
+            "destination": str(self.destination),
+            "files": files,
+            "exports": {k: v for m in manifests for k, v in m["exports"].items()},
+            "file_count": len(files),
+            "bytes": sum(f["size"] for f in files),
+            "parts": [{k: m[k] for k in ("tile_id", "operation", "file_count", "bytes")} for m in manifests],
+        }
+
+    def _harvest(
+        self, local: Path, remote: ObjectStoragePath | None, result: dict[str, Any], part_suffix: str = ""
+    ) -> dict[str, Any]:
+        source = self._source(result, part_suffix)
         if remote is None:
             stale = remove_stale_temps(local)
             if stale:
                 self.log.info("Removed %d temporary file(s) a killed harvest left: %s", len(stale), stale[:5])
         # one journal per export (its EE operation), else per source folder and prefix
-        journal = HarvestJournal(local, remote, (self.export_result or {}).get("operation") or source.where())
+        journal = HarvestJournal(local, remote, result.get("operation") or source.where())
         earlier = journal.load()
-        files = self._wait_for_files(source, done_before=bool(earlier))
+        files = self._wait_for_files(source, result, done_before=bool(earlier))
         plan = self._plan_names(files)
         total = sum(f.size for f in files)
         self.log.info(
@@ -424,9 +452,11 @@ class GeeHarvestOperator(GeeBaseOperator):
         listed, placed = {f.id for f in files}, {e["path"] for e in entries}
         kept = [e for sid, e in earlier.items() if sid not in listed and e["path"] not in placed]
         journal.check_present(kept)
-        return self._manifest(sorted(kept + entries, key=lambda e: e["name"]), source)
+        return self._manifest(sorted(kept + entries, key=lambda e: e["name"]), source, result)
 
-    def _wait_for_files(self, source: _DriveSource | _GcsSource, done_before: bool = False) -> list[RemoteFile]:
+    def _wait_for_files(
+        self, source: _DriveSource | _GcsSource, result: dict[str, Any], done_before: bool = False
+    ) -> list[RemoteFile]:
         """The export's files, once listed completely.
 
         Files of a finished export may take a moment to show (poll with backoff, bounded), and the
@@ -439,17 +469,17 @@ class GeeHarvestOperator(GeeBaseOperator):
         delay = 1.0
         previous: list[str] | None = None
         while True:
-            files = self._own_files(source.list())
+            files = self._own_files(source.list(), result)
             names = sorted(f.id for f in files)
             sharded = any(SHARD_RE.match(f.name) for f in files)
-            nothing_to_wait_for = done_before or not self.export_result
+            nothing_to_wait_for = done_before or not result
             if (files and (not sharded or names == previous)) or (not files and nothing_to_wait_for):
                 return sorted(files, key=lambda f: (f.name, f.id))
             wait = self.settle_seconds if files else delay
             if time.monotonic() + wait > deadline:
                 what = "no file" if not files else f"the parts still changed ({len(files)} listed)"
                 raise GeeConfigurationError(
-                    f"Export {(self.export_result or {}).get('description')!r}: {what} in {source.where()} "
+                    f"Export {result.get('description')!r}: {what} in {source.where()} "
                     f"after {self.wait_timeout} s; raise wait_timeout if its files take longer to appear."
                 )
             if files:
@@ -460,9 +490,9 @@ class GeeHarvestOperator(GeeBaseOperator):
             previous = names
             time.sleep(wait)
 
-    def _own_files(self, files: list[RemoteFile]) -> list[RemoteFile]:
+    def _own_files(self, files: list[RemoteFile], result: dict[str, Any]) -> list[RemoteFile]:
         """Drop files created before the EE task (an earlier export's, same names)."""
-        started = _rfc3339((self.export_result or {}).get("create_time"))
+        started = _rfc3339(result.get("create_time"))
         if started is None:
             return files
         stale = [f for f in files if f.created is not None and f.created < started]
@@ -578,8 +608,9 @@ class GeeHarvestOperator(GeeBaseOperator):
             self.log.warning("Keeping %s at the source, verified but not deletable: %s", f.name, refusal)
             return f"{action}; kept (not deletable: {refusal})"
 
-    def _manifest(self, entries: list[dict[str, Any]], source: _DriveSource | _GcsSource) -> dict[str, Any]:
-        result = self.export_result or {}
+    def _manifest(
+        self, entries: list[dict[str, Any]], source: _DriveSource | _GcsSource, result: dict[str, Any]
+    ) -> dict[str, Any]:
         exports: dict[str, list[str]] = {}
         for e in entries:
             key = e.get("shard", {}).get("export") or e["name"].rsplit(".", 1)[0]

@@ -204,6 +204,9 @@ class GeeTaskTrigger(BaseTrigger):
     :param end_with_result: the operator's part of an export's result (one operation only); on
         success it is completed by :func:`~airflow_provider_gee.utils.operations.export_result` and
         written to XCom by the triggerer, with the Drive folder link by id.
+    :param event_extra: handed back as ``extra`` in every event: what the resumed method needs
+        (a split tile's plan). Unlike ``defer(kwargs=...)`` it also reaches the method under
+        ``dag.test()``, which replaces the deferral's kwargs with the event (Airflow 3.0-3.3).
     """
 
     def __init__(
@@ -216,6 +219,7 @@ class GeeTaskTrigger(BaseTrigger):
         fail_fast: bool = True,
         cancel_on_kill: bool = False,
         end_with_result: dict[str, Any] | None = None,
+        event_extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if end_with_result is not None and len(operations) != 1:
@@ -228,6 +232,7 @@ class GeeTaskTrigger(BaseTrigger):
         self.fail_fast = fail_fast
         self.cancel_on_kill = cancel_on_kill
         self.end_with_result = end_with_result
+        self.event_extra = event_extra
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -241,6 +246,7 @@ class GeeTaskTrigger(BaseTrigger):
                 "fail_fast": self.fail_fast,
                 "cancel_on_kill": self.cancel_on_kill,
                 "end_with_result": self.end_with_result,
+                "event_extra": self.event_extra,
             },
         )
 
@@ -261,10 +267,10 @@ class GeeTaskTrigger(BaseTrigger):
                     message = (
                         f"{len(self.operations) - len(ended)} EE operation(s) still running after {self.timeout} s"
                     )
-                    yield TriggerEvent({"status": "timeout", "operations": summaries, "message": message})
+                    yield self._event({"status": "timeout", "operations": summaries, "message": message})
                     return
                 if error is not None:
-                    yield TriggerEvent({"status": "error", "operations": {}, "message": f"{name}: {error}"})
+                    yield self._event({"status": "error", "operations": {}, "message": f"{name}: {error}"})
                     return
                 self._log_change(name, latest.get(name), op)
                 latest[name] = op
@@ -274,7 +280,7 @@ class GeeTaskTrigger(BaseTrigger):
                 ended[name] = summarize(op)
                 if state != "SUCCEEDED" and self.fail_fast:
                     message = f"EE task {name} ended {state}: {ended[name].get('error', 'no message')}"
-                    yield TriggerEvent({"status": "failed", "operations": ended, "message": message})
+                    yield self._event({"status": "failed", "operations": ended, "message": message})
                     return
             failed = [n for n, s in ended.items() if s["state"] != "SUCCEEDED"]
             if not failed and self.end_with_result is not None:
@@ -282,9 +288,12 @@ class GeeTaskTrigger(BaseTrigger):
                 return
             status = "failed" if failed else "success"
             message = f"{len(failed)} of {len(ended)} EE operation(s) did not succeed" if failed else ""
-            yield TriggerEvent({"status": status, "operations": ended, "message": message})
+            yield self._event({"status": status, "operations": ended, "message": message})
         finally:
             poller.unwatch(watch)
+
+    def _event(self, payload: dict[str, Any]) -> TriggerEvent:
+        return TriggerEvent({**payload, "extra": self.event_extra} if self.event_extra is not None else payload)
 
     def _success_event(self, summary: dict[str, Any]) -> TaskSuccessEvent:
         """End the task here: its return value, and the Drive folder link now that EE named the folder."""

@@ -86,6 +86,12 @@ def export_result(base: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def export_parts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The exports an export result is made of: the parts of a tile EE refused for its size (each
+    a result of its own: prefix or asset, EE task, files' URIs), else the result itself."""
+    return list(result.get("parts") or [result])
+
+
 def as_export_result(value: Any) -> Any:
     """An export's result as a dict, also when Airflow hands it over as JSON text.
 

@@ -24,8 +24,9 @@ def build_manifest(
     price_per_eecu_hour: float | None = None,
 ) -> dict[str, Any]:
     """One record per tile: its EE operation and state, what it cost (EECU-seconds, as EE reports
-    them), and the files harvested for it; the run's totals, and with ``price_per_eecu_hour`` (the
-    rate of your Earth Engine plan) an estimate of what the run's compute cost."""
+    them), whether EE refused it for its size and it was exported in parts (``split``), and the
+    files harvested for it; the run's totals, and with ``price_per_eecu_hour`` (the rate of your
+    Earth Engine plan) an estimate of what the run's compute cost."""
     by_tile_export = {e["tile_id"]: e for e in map(as_export_result, exports) if e}
     by_tile_files = {h["tile_id"]: h for h in harvests if h}
     records = []
@@ -41,6 +42,7 @@ def build_manifest(
                 "operation": export and export["operation"],
                 "state": export and export["state"],
                 "eecu_seconds": export and export.get("eecu_seconds"),
+                "split": export and _split_record(export),
                 "files": [
                     {k: f[k] for k in ("name", "path", "size", "md5", "source_id")}
                     for f in (harvest or {}).get("files", [])
@@ -58,9 +60,23 @@ def build_manifest(
         "by_status": {
             s: sum(r["status"] == s for r in records) for s in STATUS_COLOURS if any(r["status"] == s for r in records)
         },
+        "split_tiles": sum(bool(r["split"]) for r in records),
         "files": len(files),
         "bytes": sum(f["size"] for f in files),
         "records": records,
+    }
+
+
+def _split_record(export: dict[str, Any]) -> dict[str, Any] | None:
+    """How a split tile was exported: EE's reason, the depth, and each part's id, bbox and cost."""
+    if not export.get("parts"):
+        return None
+    split = export.get("split") or {}
+    return {
+        "reason": split.get("reason"),
+        "depth": split.get("depth"),
+        "refused_eecu_seconds": round(sum(float(f.get("eecu_seconds") or 0) for f in split.get("refused", [])), 6),
+        "parts": [{k: p.get(k) for k in ("tile_id", "bbox", "operation", "eecu_seconds")} for p in export["parts"]],
     }
 
 
@@ -86,6 +102,7 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
     )
     fig, ax = plt.subplots(figsize=(8, 8 * max(0.3, min(3.0, _aspect(frame)))))
     frame.plot(ax=ax, color=[STATUS_COLOURS[s] for s in frame["status"]], edgecolor="white", linewidth=0.5)
+    _draw_parts(ax, manifest)
     for _, row in frame.iterrows():
         c = row.geometry.centroid
         ax.annotate(row["tile_id"], (c.x, c.y), ha="center", va="center", fontsize=4, color="white", rotation=30)
@@ -110,6 +127,7 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
         fig, ax = plt.subplots(figsize=(8, 8 * max(0.3, min(3.0, _aspect(frame)))))
         frame.plot(ax=ax, column="eecu_seconds", cmap="viridis", edgecolor="white", linewidth=0.5, legend=True,
                    legend_kwds={"label": "EECU-seconds", "shrink": 0.6})  # fmt: skip
+        _draw_parts(ax, manifest)
         ax.set_title(f"{len(frame)} tiles: {sum(frame['eecu_seconds']):,.1f} EECU-s")
         ax.tick_params(axis="x", labelrotation=45)
         cost_path = out / "tiles_cost.png"
@@ -117,6 +135,18 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
         plt.close(fig)
         paths["cost_map"] = str(cost_path)
     return paths
+
+
+def _draw_parts(ax: Any, manifest: dict[str, Any]) -> None:
+    """Outline the parts of split tiles (dashed), so the map shows which tiles EE refused whole."""
+    from matplotlib.patches import Rectangle
+
+    for record in manifest["records"]:
+        for part in (record.get("split") or {}).get("parts", []):
+            if part.get("bbox"):
+                w, s, e, n = part["bbox"]
+                ax.add_patch(Rectangle((w, s), e - w, n - s, fill=False, edgecolor="black", linewidth=0.6,
+                                       linestyle="--"))  # fmt: skip
 
 
 def _aspect(frame: gpd.GeoDataFrame) -> float:
