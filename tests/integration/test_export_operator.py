@@ -233,3 +233,23 @@ def test_a_budget_stops_submission_once_the_runs_exports_have_used_it(gee_conn, 
     assert [ti.state for ti in tis].count("success") == submitted
     assert [ti.state for ti in tis].count("failed") == 6 - submitted and run.state == "failed"
     assert all(ti.try_number == 1 for ti in tis)  # a spent budget is not retried
+
+
+def test_lineage_inputs_come_from_the_real_clients_expression(ee_hook):
+    # ee.Image(id), ee.ImageCollection(id) and ee.FeatureCollection(id), as the official client
+    # serializes them: the loads lineage names as the export's inputs
+    import ee
+    from ee import serializer
+
+    from airflow_provider_gee.utils.lineage import ee_inputs
+
+    aoi = ee.FeatureCollection("projects/gee-test-project/assets/aoi")
+    image = (
+        ee.ImageCollection("COPERNICUS/S2_SR_HARMONIZED").filterBounds(aoi).median()
+        .addBands(ee.Image("USGS/SRTMGL1_003")).clipToCollection(aoi)
+    )  # fmt: skip
+    expression = serializer.encode(image, for_cloud_api=True)
+    # in the order the serialized expression holds them (shared values first), each once
+    assert ee_inputs(expression) == [
+        "projects/gee-test-project/assets/aoi", "COPERNICUS/S2_SR_HARMONIZED", "USGS/SRTMGL1_003",
+    ]  # fmt: skip

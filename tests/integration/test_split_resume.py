@@ -1,7 +1,9 @@
 """Adaptive splitting on the real scheduler, triggerer and pool: tiles too big for EE are exported
 as parts, one at a time per pool slot, deferred parts coming back through the triggerer's events;
 an export waiting in its worker is SIGKILLed while a part of its tile runs, and its retry goes on
-with that part: no EE task is submitted twice, every part's file is harvested, Drive ends empty."""
+with that part: no EE task is submitted twice, every part's file is harvested, Drive ends empty.
+The OpenLineage provider's listener (file transport) records what each export and harvest read
+and wrote: the EE collections, the Drive folder and prefixes, the local destination."""
 
 from __future__ import annotations
 
@@ -29,8 +31,15 @@ from airflow_provider_gee.operators.harvest import GeeHarvestOperator
 from airflow_provider_gee.utils.tiling import grid_tiles
 
 TILES = grid_tiles(REGION, 0.03)[:4]
+
+
+def build(tile, context):
+    import ee
+    return ee.Image.pixelLonLat().addBands(ee.Image("USGS/SRTMGL1_003")).toFloat()
+
+
 COMMON = dict(
-    build=lambda tile, context: __import__("ee").Image.pixelLonLat().toFloat(), gcp_conn_id="gee", folder="split",
+    build=build, gcp_conn_id="gee", folder="split",
     scale=200, file_name_prefix="{tile_id}", pool="gee_tasks", poll_interval=0.5, retries=2,
     retry_delay=dt.timedelta(seconds=2),
 )
@@ -58,7 +67,12 @@ def test_split_tiles_hold_the_pool_and_a_killed_split_goes_on_where_it_was(emula
     dags.mkdir()
     source = textwrap.dedent(DAG).replace("REGION", repr(REGION)).replace("DEST", repr(str(dest)))
     (dags / "split_resume.py").write_text(source)
-    env = {"AIRFLOW_CONN_GEE": json.dumps(emulator.connection())}
+    lineage = tmp_path / "openlineage.jsonl"
+    env = {
+        "AIRFLOW_CONN_GEE": json.dumps(emulator.connection()),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "gee-test",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(lineage), "append": True}),
+    }
     blocking_tile = tiles[3]["tile_id"]
     with AirflowStack(tmp_path / "home", dags, env=env, pools={"gee_tasks": 2}) as stack:
         stack.wait_for_dag("split_resume")
@@ -95,3 +109,25 @@ def test_split_tiles_hold_the_pool_and_a_killed_split_goes_on_where_it_was(emula
     names = sorted(p.stem for p in dest.rglob("*.tif"))
     assert names == sorted(f"{t['tile_id']}_q{q}" for t in tiles for q in range(4))
     assert stats["drive_files"] == 0
+
+    # lineage: each export read SRTM and wrote its tile's parts to the Drive folder; each harvest
+    # read exactly what its export wrote and wrote the destination
+    events = [json.loads(line) for line in lineage.read_text().splitlines()]
+    done = [e for e in events if e["eventType"] == "COMPLETE"]
+
+    def datasets(event: dict, side: str) -> set[tuple[str, str]]:
+        return {(d["namespace"], d["name"]) for d in event[side]}
+
+    exports = [e for e in done if e["job"]["name"].endswith("export")]
+    harvests = [e for e in done if e["job"]["name"].endswith("harvest")]
+    assert len(exports) == len(harvests) == 4, [e["job"]["name"] for e in done]
+    folder = emulator.drive.folder_for_export("split").id  # the folder EE wrote to, by id
+    for export in exports:
+        assert datasets(export, "inputs") == {("x-earthengine://earthengine-public", "USGS/SRTMGL1_003")}
+        outputs = datasets(export, "outputs")
+        assert {ns for ns, _ in outputs} == {f"x-google-drive://{folder}"} and len(outputs) == 4
+    assert {n for e in exports for _, n in datasets(e, "outputs")} == {
+        f"{t['tile_id']}_q{q}" for t in tiles for q in range(4)
+    }
+    assert {frozenset(datasets(e, "outputs")) for e in exports} == {frozenset(datasets(h, "inputs")) for h in harvests}
+    assert all(datasets(h, "outputs") == {("file", str(dest))} for h in harvests)

@@ -474,6 +474,7 @@ class AssetMergeOperator(GeeBaseOperator):
         extra = {"asset_id": result["asset_id"], "feature_count": result["feature_count"],
                  "parts": len(result["parts"]), "deleted": len(parts)}  # fmt: skip
         add_event_extras(context, self.outlets, extra)
+        self._lineage = ([ee_asset_uri(p) for p in result["parts"]], [ee_asset_uri(result["asset_id"])])
         return result
 
 

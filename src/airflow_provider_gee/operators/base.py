@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gee.utils.lineage import LineageMixin
+
 if TYPE_CHECKING:
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 
@@ -59,14 +61,15 @@ class GeeHookMixin:
         return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
 
-class GeeBaseOperator(GeeHookMixin, BaseOperator):
+class GeeBaseOperator(LineageMixin, GeeHookMixin, BaseOperator):
     """Base of the provider's operators: the connection, the hook and safe retry defaults.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds;
     they are declared here so that ``.partial()`` picks the defaults up too. Configuration errors
     (:class:`~airflow_provider_gee.exceptions.GeeConfigurationError`) fail at once without retrying.
     Operators that are mapped over tiles name each instance by its tile in Airflow's UI (their
-    ``default_map_index_template``) unless ``map_index_template`` is given.
+    ``default_map_index_template``) unless ``map_index_template`` is given. What an operator read
+    and wrote is its OpenLineage lineage (:class:`~airflow_provider_gee.utils.lineage.LineageMixin`).
 
     :param gcp_conn_id: the Airflow connection (type ``google_cloud_platform``).
     :param impersonation_chain: optional service account(s) to impersonate (templated).

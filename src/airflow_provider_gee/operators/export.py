@@ -253,6 +253,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self._operation: dict[str, Any] | None = None
         # set while a part of a split tile is exported: appended to names without {tile_id}
         self._part_suffix = ""
+        # full names of the EE assets the export reads (its lineage inputs), known once submitted
+        self._inputs: list[str] | None = None
         # what the mixin read from task_state_store (get_job_status), so submit_job need not read it again
         self._stored: dict[str, Any] | None = None
 
@@ -407,13 +409,15 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation
         (and, when it waited for a part of a split tile, the split plan)."""
-        split = (event.get("extra") or {}).get("split")
+        extra = event.get("extra") or {}
+        self._inputs = extra.get("inputs", self._inputs)
+        split = extra.get("split")
         if split is not None:
             return self._resume_split(context, event, split)
         if event.get("task_instance_state") == "success":  # ended in the trigger; dag.test() resumes
             result = event["xcoms"]["return_value"]
             self._persist_destination_links(context, result.get("drive_folder_id"))
-            return result
+            return self._with_lineage(result)
         summaries = list(event.get("operations", {}).values())
         status = event.get("status")
         if status == "success" and summaries:
@@ -457,6 +461,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         request_id}``."""
         self.hook.initialize_ee()
         ee_object = self._ee_object(context)
+        self._inputs = self._read_inputs(ee_object)
         for _ in range(MAX_GENERATION_STEPS):
             rid = self._request_id(context, generation)
             try:
@@ -480,7 +485,22 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             raise EarthEngineRejected(f"Earth Engine refused {MAX_GENERATION_STEPS} requestIds for {description!r}.")
         self._operation = op
         self._persist_links(context, op["name"])
-        return {"operation": op["name"], "generation": generation, "request_id": rid}
+        return {"operation": op["name"], "generation": generation, "request_id": rid, "inputs": self._inputs}
+
+    def _read_inputs(self, ee_object: Any) -> list[str]:
+        """The full names of the EE assets the export's expression loads (for lineage; never fails
+        the export)."""
+        try:
+            if self.asset is not None:
+                return [self.hook.input_asset_name(self.asset)]
+            from ee import serializer
+
+            from airflow_provider_gee.utils.lineage import ee_inputs
+
+            return [self.hook.input_asset_name(i) for i in ee_inputs(serializer.encode(ee_object, for_cloud_api=True))]
+        except Exception as exc:  # lineage is a by-product: an odd expression must not stop the export
+            self.log.debug("Could not read the export's inputs: %s", exc)
+            return []
 
     def _refused_submission(
         self, context: Context, description: str, rid: str, exc: EarthEngineError
@@ -582,6 +602,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         self._stored = external_id
+        self._inputs = external_id.get("inputs", self._inputs)
         try:
             self._operation = summarize(self.hook.get_operation(external_id["operation"]))
         except EarthEngineError as exc:
@@ -643,7 +664,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 trigger=GeeTaskTrigger(
                     [name], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
                     poll_interval=self.poll_interval, timeout=self.wait_timeout, cancel_on_kill=True,
-                    end_with_result=end_with,
+                    end_with_result=end_with, event_extra={"inputs": self._inputs} if self._inputs else None,
                 ),
                 method_name="execute_complete",
             )  # fmt: skip
@@ -853,7 +874,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 trigger=GeeTaskTrigger(
                     [op["name"]], gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain,
                     poll_interval=self.poll_interval, timeout=self.wait_timeout, cancel_on_kill=True,
-                    event_extra={"split": plan.data},
+                    event_extra={"split": plan.data, "inputs": self._inputs},
                 ),
                 method_name="execute_complete",
             )  # fmt: skip
@@ -915,7 +936,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             self.tile_id, len(parts), plan.depth(), result["eecu_seconds"], len(plan.failed),
         )  # fmt: skip
         self._persist_destination_links(context, result.get("drive_folder_id"))
-        return result
+        return self._with_lineage(result)
 
     # ------------------------------------------------------------------ helpers
 
@@ -990,6 +1011,14 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         result = export_result(self._result_base(context, op.get("description")), op)
         # a resumed half sets them again (the folder now by id); only the task link is read back
         self._persist_destination_links(context, result.get("drive_folder_id"))
+        return self._with_lineage(result)
+
+    def _with_lineage(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Keep what the export read and wrote for OpenLineage; return ``result``."""
+        from airflow_provider_gee.utils.lineage import export_output_uris
+        from airflow_provider_gee.utils.outlets import ee_asset_uri
+
+        self._lineage = ([ee_asset_uri(n) for n in result.get("inputs", [])], export_output_uris(result))
         return result
 
     def _result_base(self, context: Context, description: str | None = None) -> dict[str, Any]:
@@ -1001,6 +1030,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             "export_type": self.export_type,
             "destination": self.destination,
         }
+        if self._inputs:
+            base["inputs"] = self._inputs
         if self.destination == "asset":
             base["asset_id"] = self.hook.asset_name(self._fill(self.asset_id) or "")
         else:

@@ -30,8 +30,9 @@ from airflow.sdk import Context, ObjectStoragePath
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
+from airflow_provider_gee.utils.lineage import drive_uri, export_output_uris
 from airflow_provider_gee.utils.operations import as_export_result, export_file_pattern, export_parts
-from airflow_provider_gee.utils.outlets import add_event_extras
+from airflow_provider_gee.utils.outlets import add_event_extras, destination_uri
 from airflow_provider_gee.utils.storage import (
     exclusive_temp,
     link_new,
@@ -392,7 +393,16 @@ class GeeHarvestOperator(GeeBaseOperator):
                 shutil.rmtree(local, ignore_errors=True)
         keys = ("tile_id", "operation", "source", "destination", "file_count", "bytes")
         add_event_extras(context, self.outlets, {k: manifest[k] for k in keys})
+        self._lineage = (self._source_uris(result), [destination_uri(str(self.destination))])
         return manifest
+
+    def _source_uris(self, result: dict[str, Any]) -> list[str]:
+        """Where the files came from, named as the export names where it wrote (lineage)."""
+        if result:
+            return export_output_uris(result)
+        if self.bucket:
+            return [f"gs://{self.bucket}/{self.prefix or ''}"]
+        return [drive_uri(self.folder_id or self.folder, self.prefix)]
 
     def _harvest_parts(self, local: Path, remote: ObjectStoragePath | None, result: dict[str, Any]) -> dict[str, Any]:
         """Harvest every part of a split tile as an export of its own (own files, own journal), and

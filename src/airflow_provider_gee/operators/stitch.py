@@ -17,6 +17,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.utils import stitch
 from airflow_provider_gee.utils.extras import require_extra
+from airflow_provider_gee.utils.lineage import LineageMixin
 from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, destination_uri, is_template
 from airflow_provider_gee.utils.storage import is_remote, local_input, target_dir, upload_verified
 
@@ -27,6 +28,11 @@ def _local_files(files: list[stitch.TileFile], workdir: Path) -> list[stitch.Til
     return [stitch.TileFile(local_input(f.path, workdir), f.tile_id) for f in files]
 
 
+def _input_dirs(files: list[stitch.TileFile]) -> list[str]:
+    """The directories the harvests put the files in (each harvest's destination: its output)."""
+    return list(dict.fromkeys(destination_uri(f.path.rsplit("/", 1)[0]) for f in files))
+
+
 def _check_mean_has_cog(overlap: str, cog: Any) -> None:
     if overlap == "mean" and not cog:
         raise GeeConfigurationError(
@@ -34,7 +40,7 @@ def _check_mean_has_cog(overlap: str, cog: Any) -> None:
         )
 
 
-class MosaicOperator(BaseOperator):
+class MosaicOperator(LineageMixin, BaseOperator):
     """Mosaic harvested GeoTIFF tiles (sharded exports included) into one GDAL VRT and, on request,
     one Cloud Optimized GeoTIFF.
 
@@ -121,6 +127,7 @@ class MosaicOperator(BaseOperator):
                 shutil.rmtree(out_dir, ignore_errors=True)
         keys = ("vrt", "cog", "tiles", "files", "crs", "bounds", "width", "height", "bands")
         add_event_extras(context, self.outlets, {k: result[k] for k in keys})
+        self._lineage = (_input_dirs(files), [destination_uri(str(self.destination))])
         return result
 
     def _mosaic(self, files: list[stitch.TileFile], out_dir: Path, remote: Any, work: Path) -> dict[str, Any]:
@@ -170,7 +177,7 @@ class MosaicOperator(BaseOperator):
         return result
 
 
-class TableStitchOperator(BaseOperator):
+class TableStitchOperator(LineageMixin, BaseOperator):
     """Concatenate per-chunk tables (CSV with EE's ``.geo`` column, GeoJSON, SHP, zipped SHP,
     GeoPackage) into one GeoPackage or GeoParquet, one chunk in memory at a time.
 
@@ -223,6 +230,7 @@ class TableStitchOperator(BaseOperator):
             if remote is not None:
                 shutil.rmtree(out_dir, ignore_errors=True)
         add_event_extras(context, self.outlets, result)
+        self._lineage = (_input_dirs(files), [destination_uri(str(self.output_path))])
         return result
 
     def _stitch(
