@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # dev/ (the local Airflow harness, the demo driver) is development code, not installed: run from the root
 RUN := PYTHONPATH=. $(PY)
 
-.PHONY: demo test compat dist bench lint format lock lock-oldest emulator clean
+.PHONY: demo test compat dist bench lint format lock lock-oldest emulator clean chromium
 
 $(STAMP): pyproject.toml packages/gee-emulator/pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,20 @@ $(STAMP): pyproject.toml packages/gee-emulator/pyproject.toml requirements/const
 	$(PY) -m pip install --quiet -c requirements/constraints.txt -e 'packages/gee-emulator[gcs]' -e '.[dev,emulator]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Debian's Chromium: the tile map's browser test and make demo's screenshots of it (needs root or sudo)
+chromium:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get install -y --no-install-recommends chromium >/dev/null \
+		|| { $$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }; }
+	@command -v chromium >/dev/null || { echo "Chromium is missing: apt-get install chromium"; exit 1; }
+
+demo: $(STAMP) chromium
 	$(RUN) -m dev.demo
 
 # Fast unit tests first (no database, no subprocess; they fail fast), then the integration tests
 # (real clients, emulator, real Airflow processes) and the system tests (fresh installs: make compat).
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest tests/unit -x -q

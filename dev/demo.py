@@ -14,8 +14,9 @@ have no Drive storage):
 Each: a private AIRFLOW_HOME with the real api-server, scheduler, dag-processor and triggerer, the
 ``gee_tasks`` pool (10 slots, include_deferred) and the connection; triggers
 ``gee_tiled_image_export`` over 40 tiles, waits, checks every harvested file's md5, stops everything.
-Writes ``summary.json`` (the Drive run's fields, and a ``gcs`` block with the same fields) and
-``tiles.png``.
+Writes ``summary.json`` (the Drive run's fields, and a ``gcs`` block with the same fields),
+``tiles.png`` (the report's map) and screenshots of the tile map in Airflow's UI (the plugin's page
+in headless Chromium): ``tile_map_running.png`` while tiles are harvested, ``tile_map.png`` at the end.
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ def run_demo(
     emulator_args = {"ee-concurrency": ee_concurrency, "task-seconds": task_seconds}
     run = run_example(
         out, example, "gee_tiled_image_export", conf,
-        emulator_args={**emulator_args, "drive-quota-bytes": drive_quota_bytes}, identity="user",
+        emulator_args={**emulator_args, "drive-quota-bytes": drive_quota_bytes}, identity="user", tile_map=out,
     )  # fmt: skip
     summary = _summarize(out, run["state"], run["task_instances"], run["stats"], time.monotonic() - started)
+    summary["tile_map"] = [str(p) for p in sorted(out.glob("tile_map*.png"))]
     if gcs:
         summary["gcs"] = run_gcs_demo(out / "gcs", example, conf, emulator_args)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -150,6 +152,7 @@ def run_example(
     timeout: float = 3600,
     identity: str = "user",
     deployment: str = "local",
+    tile_map: Path | None = None,
 ) -> dict[str, Any]:
     """Run one DAG file once on a fresh emulator and a fresh local Airflow; return what happened.
 
@@ -163,6 +166,9 @@ def run_example(
     :param deployment: ``"local"``: LocalExecutor on SQLite, one of each process; ``"celery"``:
         the recommended deployment (:meth:`AirflowStack.celery`) on this machine's PostgreSQL and
         Redis, in a database and a Redis index of the run's own.
+    :param tile_map: a directory: screenshots of the run's tile map (the plugin's page, in headless
+        Chromium) while tiles are being harvested (``tile_map_running.png``) and at the end
+        (``tile_map.png``).
     :return: the run's state, its task instances and its start/end dates, the emulator's stats and
         operation times, and the CPU seconds Airflow's processes spent between trigger and end
         (in all and by process: see :meth:`AirflowStack.cpu_seconds_by_process`).
@@ -187,7 +193,11 @@ def run_example(
                 cpu_before = stack.cpu_seconds_by_process()
                 run_id = stack.trigger(dag_id, conf)
                 print(f"triggered {run_id}; waiting ...", flush=True)
+                if tile_map is not None:
+                    _tile_map_while_running(stack, dag_id, run_id, tile_map / "tile_map_running.png")
                 state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
+                if tile_map is not None:
+                    _tile_map_shot(stack, dag_id, run_id, tile_map / "tile_map.png")
                 cpu = {k: v - cpu_before.get(k, 0.0) for k, v in stack.cpu_seconds_by_process().items()}
                 dag_run = stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")
                 tis = stack.task_instances(dag_id, run_id)
@@ -198,6 +208,31 @@ def run_example(
     return {"state": state, "task_instances": tis, "dag_run": dag_run, "stats": stats, "operations": operations,
             "airflow_cpu_seconds": round(sum(cpu.values()), 1),
             "airflow_cpu_seconds_by_process": {k: round(v, 1) for k, v in sorted(cpu.items())}}  # fmt: skip
+
+
+def _tile_map_shot(stack: AirflowStack, dag_id: str, run_id: str, path: Path) -> None:
+    """A screenshot of the run's tile map, as its tab in Airflow's UI shows it."""
+    from urllib.parse import quote
+
+    from dev.browser import render
+
+    render(f"{stack.url}/gee-tile-map/?dag_id={quote(dag_id)}&run_id={quote(run_id, safe='')}", screenshot=path)
+    print(f"tile map: {path}", flush=True)
+
+
+def _tile_map_while_running(stack: AirflowStack, dag_id: str, run_id: str, path: Path) -> None:
+    """Screenshot the tile map once a third of the tiles are harvested (the map filling in); not
+    at all if the run ends first."""
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        if stack.api("GET", f"dags/{dag_id}/dagRuns/{run_id}")["state"] in ("success", "failed"):
+            return
+        tis = stack.task_instances(dag_id, run_id)
+        harvests = [t for t in tis if t["task_id"].endswith("harvest")]
+        if harvests and sum(t["state"] == "success" for t in harvests) * 3 >= len(harvests):
+            _tile_map_shot(stack, dag_id, run_id, path)
+            return
+        time.sleep(2)
 
 
 @contextlib.contextmanager

@@ -41,6 +41,9 @@ def test_demo_harness_runs_the_tiled_export_example(tmp_path):
     manifest = json.loads(Path(summary["manifest"]).read_text())
     assert manifest["by_status"] == {"harvested": 12}
     assert Path(summary["tiles_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the tile map (the plugin's page in headless Chromium) while tiles were harvested, and at the end
+    assert [Path(p).name for p in summary["tile_map"]] == ["tile_map.png", "tile_map_running.png"]
+    assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in summary["tile_map"])
     mosaic = summary["mosaic"]  # the mapped harvest's results, stitched into one COG over all 12 tiles
     assert mosaic["layout"] == "COG" and mosaic["bands"] == 2
     assert summary["bytes_harvested"] > 250_000 >= summary["drive_peak_bytes"]

@@ -157,7 +157,7 @@ class _Crc32cOnlySource:
 
 def crc_harvest(source: _Crc32cOnlySource, dest: Path) -> dict:
     op = GeeHarvestOperator(task_id="h", destination=str(dest), bucket="b")
-    op._source = lambda: source  # type: ignore[method-assign]
+    op._source = lambda *_: source  # type: ignore[method-assign]
     return op.execute({})
 
 
