@@ -92,8 +92,9 @@ def wheel_problems(wheel: Path) -> list[str]:
     names = zipfile.ZipFile(wheel).namelist()
     problems = [n for n in names if not n.startswith(("airflow_provider_gee/", "airflow_provider_gee-"))]
     problems += [n for n in names if "emulator" in n.split("/")[-1] or "airflow_stack" in n or "demo" in n]
-    if "airflow_provider_gee/py.typed" not in names:
-        problems.append("py.typed missing")
+    for needed in ("airflow_provider_gee/py.typed", "airflow_provider_gee/plugins/tile_map.html"):
+        if needed not in names:
+            problems.append(f"{needed} missing")
     return problems
 
 
