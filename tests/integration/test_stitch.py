@@ -69,12 +69,17 @@ def test_six_by_five_tiles_with_a_sharded_export_become_one_vrt_and_one_cog(gee_
     files = [f["path"] for m in manifests for f in m["files"]]
     assert len(files) == 33 and sum(bool(f.get("shard")) for m in manifests for f in m["files"]) == 4
 
-    result = MosaicOperator(
+    mosaic = MosaicOperator(
         task_id="mosaic", harvest_results=manifests, destination=str(tmp_path / "out"), cog=True, compress="zstd",
         window_size=256,
-    ).execute({})  # fmt: skip
+    )  # fmt: skip
+    result = mosaic.execute({})
 
     assert result["files"] == 33 and result["tiles"] == 30
+    # its OpenLineage: it read the harvests' destination and wrote its own (file namespace, path)
+    lineage = mosaic.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", str(tmp_path / "harvest"))]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", str(tmp_path / "out"))]
     union = [np.inf, np.inf, -np.inf, -np.inf]
     for path in files:
         with rasterio.open(path) as src:
