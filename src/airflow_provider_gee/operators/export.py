@@ -861,7 +861,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         done = sum(p["state"] == "SUCCEEDED" for p in plan.parts)
         self.log.info("Part %s of tile %s (%d of %d done): EE task %s", self.tile_id, whole, done,
                       len(plan.parts), submitted["operation"])  # fmt: skip
-        return self._operation or {"name": submitted["operation"], "state": "PENDING"}
+        return self._operation  # type: ignore[return-value]  # _start keeps the submitted operation
 
     def _wait_part(self, context: Context, plan: SplitPlan, op: dict[str, Any]) -> dict[str, Any]:
         """Wait for the part's EE task: deferred (the plan comes back with the trigger's event), or here."""

@@ -14,7 +14,6 @@ middle and take their own points along.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -103,7 +102,7 @@ def split_tile(tile: dict[str, Any], snap: Sequence[float] | None = None) -> lis
         if to_wgs84 is not None:
             square = to_wgs84(shapely.segmentize(square, (c - a) / 8))
         piece = shapely.intersection(geometry, square)
-        part: dict[str, Any] = {**tile, "tile_id": f"{tile['tile_id']}_q{q}", "cell": _rounded(cell)}
+        part: dict[str, Any] = {**tile, "tile_id": f"{tile['tile_id']}_q{q}", "cell": _round_list(cell)}
         if points is not None:
             ids, x, y = points
             east, north = x >= mx, y >= my
@@ -113,13 +112,13 @@ def split_tile(tile: dict[str, Any], snap: Sequence[float] | None = None) -> lis
             part |= {
                 "point_ids": [pid for pid, m in zip(ids, mine.tolist(), strict=True) if m],
                 "point_count": int(mine.sum()),
-                "bbox": _rounded([x[mine].min(), y[mine].min(), x[mine].max(), y[mine].max()]),
+                "bbox": _round_list([x[mine].min(), y[mine].min(), x[mine].max(), y[mine].max()]),
                 "geometry": mapping(box(*cell)),
             }
         else:
             if piece.is_empty or piece.area == 0:
                 continue
-            part |= {"geometry": mapping(piece), "bbox": _rounded(shapely.bounds(piece).tolist())}
+            part |= {"geometry": mapping(piece), "bbox": _round_list(shapely.bounds(piece).tolist())}
         if grid and tile.get("cell"):
             part["overlap"] = overlap
         parts.append(part)
@@ -183,8 +182,11 @@ def _chunk_points(chunk: dict[str, Any]) -> tuple[list[Any], Any, Any]:
     return ids, np.asarray(frame.geometry.x), np.asarray(frame.geometry.y)
 
 
-def _rounded(values: Sequence[float]) -> list[float]:
-    return [round(float(v), 9) if math.isfinite(v) else v for v in values]
+def _round_list(values: Sequence[float]) -> list[float]:
+    """Coordinates rounded as the tiles' own (:mod:`~airflow_provider_gee.utils.tiling`)."""
+    from airflow_provider_gee.utils.tiling import _round
+
+    return _round(values).tolist()
 
 
 class SplitPlan:
