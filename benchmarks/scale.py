@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -56,8 +57,12 @@ def xcom_storage_env(folder: Path, threshold: int = 65536) -> dict[str, str]:
     }
 
 
-def run_b5(tiles: int, task_seconds: float, pool: int, xcom_storage: bool, deployment: str) -> dict:
-    """One B5 run on one deployment; its JSON result."""
+def run_b5(
+    tiles: int, task_seconds: float, pool: int, xcom_storage: bool, deployment: str, preload: bool = True
+) -> dict:
+    """One B5 run on one deployment; its JSON result. ``preload``: with the recommended
+    ``airflow_local_settings.py`` (tasks inherit their imports from the worker)."""
+    from dev.airflow_stack import LOCAL_SETTINGS
     from dev.demo import run_example
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-b5-{deployment}-"))
@@ -76,6 +81,7 @@ def run_b5(tiles: int, task_seconds: float, pool: int, xcom_storage: bool, deplo
         env=env,
         timeout=4 * 3600,
         deployment=deployment,
+        local_settings=LOCAL_SETTINGS if preload else None,
     )  # fmt: skip
     tis = run["task_instances"]
     exports = [ti for ti in tis if ti["task_id"] == "tile_pipeline.export"]
@@ -93,6 +99,7 @@ def run_b5(tiles: int, task_seconds: float, pool: int, xcom_storage: bool, deplo
         "benchmark": "B5 scale",
         "settings": {"tiles": tiles, "pool_slots": pool, "ee_concurrency": 10, "task_seconds": task_seconds,
                      "xcom_backend": xcom, "deployment": deployment, "executor": executor,
+                     "task_modules_preloaded": preload,
                      "cores": os.cpu_count()},
         "dag_run_state": run["state"],
         "tiles": len(exports),
@@ -132,15 +139,24 @@ def main(argv: list[str] | None = None) -> int:
         help="local: keep XComs over 64 kB (the tile list) in files: Airflow's XComObjectStorageBackend (common.io); "
              "the celery deployment always does",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-preload", action="store_true",
+        help="without docker/airflow_local_settings.py: every task process imports the Google clients itself",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    # stopped with SIGTERM (kill, a CI timeout): unwind, so that the run's processes stop and its
+    # database and Redis index are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bench-airflow-"))
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
     deployments = ("local", "celery") if args.deployment == "both" else (args.deployment,)
-    results = [run_b5(args.tiles, args.task_seconds, args.pool, args.xcom_storage, d) for d in deployments]
+    preload = not args.no_preload
+    results = [run_b5(args.tiles, args.task_seconds, args.pool, args.xcom_storage, d, preload) for d in deployments]
     RESULTS.mkdir(parents=True, exist_ok=True)
     for result in results:
         d = result["settings"]["deployment"]
         suffix = "_xcom_storage" if args.xcom_storage and d == "local" else ""
+        suffix += "" if preload else "_no_preload"
         (RESULTS / f"scale_{d}{suffix}_{args.tiles}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "scale.json").write_text(json.dumps({"runs": results}, indent=2))  # the latest, for summary.py
     print(json.dumps(results[0] if len(results) == 1 else {"side_by_side": results}, indent=2))

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,8 @@ import psutil
 import requests
 
 TERMINAL_RUN_STATES = ("success", "failed")
+#: the recommended deployment's local settings (the image copies it to ``$AIRFLOW_HOME/config``)
+LOCAL_SETTINGS = Path(__file__).resolve().parents[1] / "docker" / "airflow_local_settings.py"
 
 
 def free_port() -> int:
@@ -45,6 +48,9 @@ class AirflowStack:
     :param processes: how many of each process to run (``scheduler``, ``dag-processor``,
         ``triggerer``, and with CeleryExecutor ``worker``); the second and later are named
         ``scheduler-2`` and so on.
+    :param local_settings: the ``airflow_local_settings.py`` every process imports (copied to
+        ``$AIRFLOW_HOME/config``): the recommended deployment's, which preloads what our tasks
+        import; ``None`` for none.
     """
 
     PROCESSES = ("scheduler", "dag-processor", "triggerer")
@@ -62,6 +68,7 @@ class AirflowStack:
         schedulers: int = 2,
         triggerers: int = 2,
         workers: int = 2,
+        local_settings: Path | None = LOCAL_SETTINGS,
     ) -> AirflowStack:
         """The recommended deployment: ``docker/deployment.env``'s settings, CeleryExecutor with
         ``broker_url`` (Redis), the metadata database and Celery's result backend on
@@ -79,7 +86,7 @@ class AirflowStack:
             **(env or {}),
         }
         counts = {"scheduler": schedulers, "dag-processor": 1, "triggerer": triggerers, "worker": workers}
-        return cls(home, dags_folder, env=settings, pools=pools, processes=counts)
+        return cls(home, dags_folder, env=settings, pools=pools, processes=counts, local_settings=local_settings)
 
     def __init__(
         self,
@@ -88,9 +95,13 @@ class AirflowStack:
         env: Mapping[str, str] | None = None,
         pools: Mapping[str, int] | None = None,
         processes: Mapping[str, int] | None = None,
+        local_settings: Path | None = LOCAL_SETTINGS,
     ) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
+        if local_settings is not None:
+            (self.home / "config").mkdir(exist_ok=True)
+            shutil.copyfile(local_settings, self.home / "config" / "airflow_local_settings.py")
         self.dags_folder = Path(dags_folder)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

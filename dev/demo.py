@@ -36,7 +36,7 @@ from typing import Any
 
 import requests
 
-from dev.airflow_stack import AirflowStack
+from dev.airflow_stack import LOCAL_SETTINGS, AirflowStack
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 8 x 5 cells of 0.02 degrees near Berlin (slightly inset so no cell only touches the edge)
@@ -153,6 +153,7 @@ def run_example(
     identity: str = "user",
     deployment: str = "local",
     tile_map: Path | None = None,
+    local_settings: Path | None = LOCAL_SETTINGS,
 ) -> dict[str, Any]:
     """Run one DAG file once on a fresh emulator and a fresh local Airflow; return what happened.
 
@@ -169,6 +170,8 @@ def run_example(
     :param tile_map: a directory: screenshots of the run's tile map (the plugin's page, in headless
         Chromium) while tiles are being harvested (``tile_map_running.png``) and at the end
         (``tile_map.png``).
+    :param local_settings: Airflow's ``airflow_local_settings.py`` (see :class:`AirflowStack`);
+        ``None`` for none (a benchmark's baseline without preloading).
     :return: the run's state, its task instances and its start/end dates, the emulator's stats and
         operation times, and the CPU seconds Airflow's processes spent between trigger and end
         (in all and by process: see :meth:`AirflowStack.cpu_seconds_by_process`).
@@ -187,7 +190,7 @@ def run_example(
             stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
             if adc is not None:
                 stack_env["GOOGLE_APPLICATION_CREDENTIALS"] = str(adc)
-            with airflow_stack(out / "airflow", dags_folder, stack_env, pools, deployment) as stack:
+            with airflow_stack(out / "airflow", dags_folder, stack_env, pools, deployment, local_settings) as stack:
                 print(f"airflow api-server at {stack.url}; {', '.join(stack.procs)} started", flush=True)
                 stack.wait_for_dag(dag_id)
                 cpu_before = stack.cpu_seconds_by_process()
@@ -237,11 +240,16 @@ def _tile_map_while_running(stack: AirflowStack, dag_id: str, run_id: str, path:
 
 @contextlib.contextmanager
 def airflow_stack(
-    home: Path, dags_folder: Path, env: dict[str, str], pools: dict[str, int] | None, deployment: str
+    home: Path,
+    dags_folder: Path,
+    env: dict[str, str],
+    pools: dict[str, int] | None,
+    deployment: str,
+    local_settings: Path | None = LOCAL_SETTINGS,
 ) -> Iterator[AirflowStack]:
     """A started :class:`AirflowStack` of the given ``deployment`` (see :func:`run_example`)."""
     if deployment == "local":
-        with AirflowStack(home, dags_folder, env=env, pools=pools) as stack:
+        with AirflowStack(home, dags_folder, env=env, pools=pools, local_settings=local_settings) as stack:
             yield stack
         return
     if deployment != "celery":
@@ -251,7 +259,7 @@ def airflow_stack(
     ensure_services()
     with postgres_database() as database_url, redis_database() as broker_url:
         stack = AirflowStack.celery(home, dags_folder, database_url=database_url, broker_url=broker_url, env=env,
-                                    pools=pools)  # fmt: skip
+                                    pools=pools, local_settings=local_settings)  # fmt: skip
         with stack:
             yield stack
 

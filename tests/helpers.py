@@ -83,3 +83,38 @@ def run_exports(hook: Any, jobs: list[tuple[str, Any, str, str, dict[str, Any]]]
             "drive_folder_id": drive_folder_id(done["destination_uris"]), "create_time": done["create_time"],
         })  # fmt: skip
     return results
+
+
+#: a DAG whose one task reports which of the modules our tasks import it found already imported
+#: when it started (inherited from the worker that forked it); its file imports none of them
+PRELOAD_PROBE_DAG = """
+import pendulum
+from airflow.sdk import DAG, task
+
+
+@task
+def inherited():
+    import sys
+
+    from airflow_provider_gee.preload import TASK_MODULES
+
+    return [name for name in TASK_MODULES if name in sys.modules]
+
+
+with DAG("preload_probe", schedule=None, start_date=pendulum.datetime(2024, 1, 1)) as dag:
+    inherited()
+"""
+
+
+def modules_a_task_inherits(stack: Any) -> list[str]:
+    """Run :data:`PRELOAD_PROBE_DAG` (written to ``stack``'s DAG folder) once on ``stack``'s
+    executor; the modules its task process found imported as it started."""
+    import json
+
+    (stack.dags_folder / "preload_probe.py").write_text(PRELOAD_PROBE_DAG)
+    stack.wait_for_dag("preload_probe", timeout=300)
+    run_id = stack.trigger("preload_probe")
+    assert stack.wait_for_run("preload_probe", run_id, timeout=300) == "success"
+    path = f"dags/preload_probe/dagRuns/{run_id}/taskInstances/inherited/xcomEntries/return_value"
+    value = stack.api("GET", path, params={"deserialize": True})["value"]
+    return json.loads(value) if isinstance(value, str) else value

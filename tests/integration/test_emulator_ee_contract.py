@@ -332,3 +332,25 @@ def test_task_processes_of_a_machine_share_the_documents_ee_initialize_downloads
         assert emulator.stats()["requests"]["ee.algorithms.list"] == 2
     else:  # every process downloads them: twice the discovery document, once the algorithm list
         assert (requests["ee.discovery"], requests["ee.algorithms.list"]) == (6, 3)
+
+
+def test_task_processes_starting_together_on_a_cold_cache_download_once(emulator, monkeypatch, tmp_path):
+    """Tasks that start at the same moment (a pool filling, the hour's cache expiring) wait for one
+    download: EE answers the discovery document slowly here, so every process asks while the
+    first download is still under way."""
+    import json
+    import subprocess
+    import sys
+
+    admin(emulator, "faults", {"kind": "http", "route": "ee.discovery", "delay": 3})
+    monkeypatch.setenv("AIRFLOW_CONN_GEE_TEST", json.dumps(emulator.connection()))
+    monkeypatch.setenv("GEE_CLIENT_CACHE_DIR", str(tmp_path / "cache"))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", INIT_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0 and out.strip().endswith("42"), err[-2000:]
+    requests = emulator.stats()["requests"]
+    assert (requests["ee.discovery"], requests["ee.algorithms.list"]) == (1, 1), requests

@@ -12,7 +12,9 @@ import textwrap
 
 import pytest
 
+from airflow_provider_gee.preload import TASK_MODULES
 from dev.airflow_stack import AirflowStack
+from tests.helpers import modules_a_task_inherits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,6 +89,10 @@ def test_thirty_tiles_never_exceed_the_pool_and_fill_it(emulator, tmp_path):
         tiles = stack.api("GET", f"dags/pool_bound/dagRuns/{run_id}/taskInstances/tiles/xcomEntries/return_value",
                           params={"deserialize": True})["value"]  # fmt: skip
         gets, posts, runs = link_requests((stack.home / "api-server.log").read_text())
+        inherited = modules_a_task_inherits(stack)
+    # a task process starts with what our tasks import: the LocalExecutor's worker, forked from the
+    # scheduler, has it from the recommended airflow_local_settings.py (airflow_provider_gee.preload)
+    assert inherited == list(TASK_MODULES)
     # the links show while the export waits on EE, and the Drive folder by id once it ended
     assert re.fullmatch(rf"{emulator.url}/v1/projects/[^/]+/operations/\S+", links["Earth Engine task"]), links
     assert links["Drive folder"] == "https://drive.google.com/drive/search?q=pool"

@@ -22,9 +22,11 @@ import psutil
 import pytest
 import requests
 
+from airflow_provider_gee.preload import TASK_MODULES
 from dev.airflow_stack import AirflowStack
 from dev.demo import ROOT, emulator_process
 from dev.deployment import ensure_services, postgres_database, redis_database
+from tests.helpers import modules_a_task_inherits
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -91,6 +93,7 @@ def test_the_recommended_deployment_survives_a_killed_worker_scheduler_and_trigg
                 stack.kill("triggerer")
                 state = stack.wait_for_run(DAG_ID, run_id, timeout=1500)
                 tis = stack.task_instances(DAG_ID, run_id)
+                inherited = modules_a_task_inherits(stack)
             stats = requests.get(f"{url}/_emulator/stats", timeout=30).json()
             operations = requests.get(f"{url}/_emulator/operations", timeout=60).json()["operations"]
     finally:
@@ -124,3 +127,6 @@ def test_the_recommended_deployment_survives_a_killed_worker_scheduler_and_trigg
     # the worker died with task processes running (whether a task had passed the point where its
     # death needs a retry, or had just deferred, is the race's; either way nothing was lost above)
     assert events["worker_tasks_when_killed"] > 0
+    # a Celery task process starts with what our tasks import (the pool process it is forked from
+    # has them from the deployment's airflow_local_settings.py: airflow_provider_gee.preload)
+    assert inherited == list(TASK_MODULES)

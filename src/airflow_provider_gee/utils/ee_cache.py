@@ -5,17 +5,21 @@ Every task process that builds an EE object initializes the ``ee`` client; witho
 export costs three large GETs (hundreds of kB) before its own request. The cache is a directory of
 files written atomically (a temporary file, then ``os.replace``), so task processes of any number
 of workers on a machine share it safely; an entry older than its time to live, unreadable or
-damaged is fetched again. It is plugged in through ``ee.Initialize(http_transport=...)``, the
-client's own extension point; every other request passes through unchanged.
+damaged is fetched again, by one process at a time (a lock file per entry): the tasks that start
+together on a cold or expired cache wait for one download instead of each making their own. It is
+plugged in through ``ee.Initialize(http_transport=...)``, the client's own extension point; every
+other request passes through unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,28 @@ class CachingTransport:
         except OSError:
             pass  # an unwritable cache only costs the next process a download
 
+    def _hit(self, content: bytes) -> tuple[Any, bytes]:
+        import httplib2
+
+        self.hits += 1
+        return httplib2.Response({"status": 200, "content-type": "application/json; charset=UTF-8"}), content
+
+    @contextlib.contextmanager
+    def _fetching(self, path: Path) -> Iterator[None]:
+        """Hold the entry's lock file (``flock``, released when the process dies): one process of
+        the machine fetches it while the others wait. Without a usable directory, no lock."""
+        try:
+            import fcntl
+
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 - held across the yield
+        except (ImportError, OSError):
+            yield
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def request(
         self,
         uri: str,
@@ -87,15 +113,16 @@ class CachingTransport:
     ) -> tuple[Any, Any]:
         if method != "GET" or self.ttl_seconds <= 0 or not _CACHED.search(uri):
             return self._inner.request(uri, method, body=body, headers=headers)
-        import httplib2
-
         path = self._path(uri)
         content = self._fresh(path)
         if content is not None:
-            self.hits += 1
-            return httplib2.Response({"status": 200, "content-type": "application/json; charset=UTF-8"}), content
-        self.misses += 1
-        response, content = self._inner.request(uri, method, body=body, headers=headers)
-        if int(response.status) == 200 and isinstance(content, bytes):
-            self._store(path, content)
+            return self._hit(content)
+        with self._fetching(path):
+            content = self._fresh(path)  # fetched by another process while this one waited
+            if content is not None:
+                return self._hit(content)
+            self.misses += 1
+            response, content = self._inner.request(uri, method, body=body, headers=headers)
+            if int(response.status) == 200 and isinstance(content, bytes):
+                self._store(path, content)
         return response, content

@@ -1,0 +1,74 @@
+"""airflow_provider_gee.preload and the recommended airflow_local_settings.py: every Airflow process
+imports what our tasks import once, so the task processes it forks inherit it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from airflow_provider_gee.preload import TASK_MODULES, preload_task_modules
+from dev.airflow_stack import LOCAL_SETTINGS, AirflowStack
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = "airflow.providers.google.common.hooks.base_google"
+
+
+def fresh_python(code: str, airflow_home: Path) -> list[str]:
+    """Run ``code`` in a new interpreter with ``airflow_home``; its last line of output, as JSON."""
+    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_operators_do_not_import_what_is_preloaded(tmp_path: Path) -> None:
+    """Parsing a DAG imports our operators; the Google clients come only when a task runs (so the
+    preload is what spares each task their import, and the DAG processor never pays it)."""
+    code = (
+        "import json, sys; import airflow_provider_gee.operators.export, airflow_provider_gee.operators.harvest, "
+        "airflow_provider_gee.preload; "
+        f"print(json.dumps([m for m in {list(TASK_MODULES)!r} if m in sys.modules]))"
+    )
+    loaded = fresh_python(code, tmp_path / "home")
+    assert HEAVY not in loaded and "ee" not in loaded
+    assert "airflow_provider_gee.hooks.earth_engine" not in loaded
+
+
+def test_airflow_imports_the_local_settings_and_with_them_the_task_modules(tmp_path: Path) -> None:
+    probe = f"import json, sys, airflow; print(json.dumps([m for m in {list(TASK_MODULES)!r} if m in sys.modules]))"
+    without = fresh_python(probe, tmp_path / "plain")
+    home = tmp_path / "home"
+    AirflowStack(home, tmp_path / "dags")  # nothing started: writes the home's config/ only
+    assert (home / "config" / "airflow_local_settings.py").read_text() == LOCAL_SETTINGS.read_text()
+    with_settings = fresh_python(probe, home)
+    assert HEAVY not in without
+    assert with_settings == list(TASK_MODULES)
+    # the file hands Airflow no names: nothing of it is taken for a setting or a cluster policy
+    code = "import json, airflow.settings as s; print(json.dumps(hasattr(s, 'preload_task_modules')))"
+    assert fresh_python(code, home) is False
+
+
+def test_a_stack_without_local_settings_has_none(tmp_path: Path) -> None:
+    AirflowStack(tmp_path / "home", tmp_path / "dags", local_settings=None)
+    assert not (tmp_path / "home" / "config").exists()
+
+
+def test_a_module_that_fails_to_import_is_reported_and_skipped(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_gee.preload"):
+        imported = preload_task_modules(["json", "airflow_provider_gee_no_such_module", "csv"])
+    assert imported == ["json", "csv"]
+    assert "not preloading airflow_provider_gee_no_such_module" in caplog.text
+
+
+def test_the_image_installs_the_same_local_settings() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    assert LOCAL_SETTINGS == ROOT / "docker" / "airflow_local_settings.py"
+    # the official image's AIRFLOW_HOME is /opt/airflow: Airflow looks in its config/
+    assert (
+        "COPY --chown=airflow:0 docker/airflow_local_settings.py /opt/airflow/config/airflow_local_settings.py"
+        in dockerfile
+    )
