@@ -1,7 +1,8 @@
 """Every task process parses its DAG file again, so what the operator modules import at module level
-is paid on every task start of every tile (a tile starts three: export, its resume, harvest).
+is paid on every task start of every tile (an export and a harvest, and the dag-processor's parses).
 The geometry and raster stacks cost ~0.3 CPU-s per start, the Google provider's base hook with
-googleapiclient and aiohttp about as much again; only the tasks that use them load them."""
+googleapiclient and aiohttp about 0.7; only the tasks that use them load them (and the workers
+preload the latter for them: airflow_provider_gee.preload, tests/unit/test_preload.py)."""
 
 from __future__ import annotations
 

@@ -100,3 +100,30 @@ def test_queue_trigger_counts_active_tasks_from_the_shared_listing(gee_conn, emu
     assert event["status"] == "admitted" and event["active"] < 3
     path, kwargs = GeeQueueTrigger(project, 3, gcp_conn_id="c").serialize()
     assert GeeQueueTrigger(**kwargs).serialize() == (path, kwargs)
+
+
+@pytest.mark.emulator(ee_concurrency=4, task_seconds=0.05)
+def test_an_export_ending_in_the_triggerer_writes_no_key_the_task_runner_writes(gee_conn, emulator):
+    """The success event of an export that ends in the triggerer carries its return value and no
+    link: Airflow's task runner writes every link's XCom after the task deferred, and when the
+    triggerer's insert of the same key meets that write, Airflow 3.3's triggerer exits."""
+    from airflow.triggers.base import TaskSuccessEvent
+
+    from airflow_provider_gee.operators.export import GeeExportOperator
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    name = export_constant(hook, "ends-in-triggerer", 1, scale=5000)["name"]
+    base = {"tile_id": "t1", "kind": "image", "destination": "drive", "folder": "gee_exports", "prefix": "t1"}
+
+    async def first_event():
+        trigger = GeeTaskTrigger([name], gcp_conn_id=gee_conn, poll_interval=0.2, end_with_result=base)
+        return await asyncio.wait_for(anext(trigger.run()), timeout=60)
+
+    event = asyncio.run(first_event())
+    assert isinstance(event, TaskSuccessEvent)
+    assert list(event.xcoms) == ["return_value"]
+    link_keys = {link.xcom_key for link in GeeExportOperator.operator_extra_links}
+    assert len(link_keys) == 3 and not link_keys & set(event.xcoms)
+    result = event.xcoms["return_value"]
+    assert result["operation"] == name and result["state"] == "SUCCEEDED" and result["tile_id"] == "t1"
+    assert result["drive_folder_id"]  # the folder EE wrote to is in the result (the harvest uses it)

@@ -25,19 +25,6 @@ def fresh_python(code: str, airflow_home: Path) -> list[str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_operators_do_not_import_what_is_preloaded(tmp_path: Path) -> None:
-    """Parsing a DAG imports our operators; the Google clients come only when a task runs (so the
-    preload is what spares each task their import, and the DAG processor never pays it)."""
-    code = (
-        "import json, sys; import airflow_provider_gee.operators.export, airflow_provider_gee.operators.harvest, "
-        "airflow_provider_gee.preload; "
-        f"print(json.dumps([m for m in {list(TASK_MODULES)!r} if m in sys.modules]))"
-    )
-    loaded = fresh_python(code, tmp_path / "home")
-    assert HEAVY not in loaded and "ee" not in loaded
-    assert "airflow_provider_gee.hooks.earth_engine" not in loaded
-
-
 def test_airflow_imports_the_local_settings_and_with_them_the_task_modules(tmp_path: Path) -> None:
     probe = f"import json, sys, airflow; print(json.dumps([m for m in {list(TASK_MODULES)!r} if m in sys.modules]))"
     without = fresh_python(probe, tmp_path / "plain")

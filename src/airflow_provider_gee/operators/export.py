@@ -153,7 +153,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         retries, once that reaches the budget. Exports already running finish; a budget is a
         stop for new work, not a hard cap.
     :param end_from_trigger: when deferred, a successful export ends in the triggerer, which writes
-        the result (and the Drive folder link) to XCom, instead of resuming on a worker: one task
+        the result to XCom, instead of resuming on a worker (the Drive folder link then stays the
+        search by the folder's name, not the folder by id): one task
         process less per tile, and no window for Airflow's stale defer-exit race
         (apache/airflow#72716), which otherwise retries tiles whose EE task ends within seconds.
         Failures still resume on a worker (retries, cancelling). Off by default because Airflow

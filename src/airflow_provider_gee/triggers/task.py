@@ -30,7 +30,6 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
-from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_url
 from airflow_provider_gee.utils.operations import (
     DEFAULT_WAIT_TIMEOUT,
     LIST_MAX_PAGES,
@@ -203,7 +202,7 @@ class GeeTaskTrigger(BaseTrigger):
     :param cancel_on_kill: cancel the operations when a user kills the deferred task.
     :param end_with_result: the operator's part of an export's result (one operation only); on
         success it is completed by :func:`~airflow_provider_gee.utils.operations.export_result` and
-        written to XCom by the triggerer, with the Drive folder link by id.
+        written to XCom by the triggerer (as the task's return value only).
     :param event_extra: handed back as ``extra`` in every event: what the resumed method needs
         (a split tile's plan). Unlike ``defer(kwargs=...)`` it also reaches the method under
         ``dag.test()``, which replaces the deferral's kwargs with the event (Airflow 3.0-3.3).
@@ -296,13 +295,18 @@ class GeeTaskTrigger(BaseTrigger):
         return TriggerEvent({**payload, "extra": self.event_extra} if self.event_extra is not None else payload)
 
     def _success_event(self, summary: dict[str, Any]) -> TaskSuccessEvent:
-        """End the task here: its return value, and the Drive folder link now that EE named the folder."""
+        """End the task here, with its return value.
+
+        Only ``return_value``: never a key the task runner also writes, such as a link's. Airflow's
+        task runner writes every link's XCom after the task deferred, while this trigger may
+        already be firing (an EE task that ended at once, a retry re-attached to a finished one);
+        when the triggerer's insert of the same key meets that write, PostgreSQL refuses one of
+        them (``xcom_pkey``) and Airflow 3.3's triggerer exits (found at 2,000 tiles of B5). The
+        Drive folder link stays the folder search it was while the export waited.
+        """
         result = export_result(self.end_with_result or {}, summary)
-        xcoms: dict[str, Any] = {"return_value": result}
-        if result.get("drive_folder_id"):
-            xcoms[DriveFolderLink.key] = drive_folder_url(result.get("folder"), result["drive_folder_id"])
         self.log.info("EE task %s SUCCEEDED: the task ends here, without resuming on a worker", summary["name"])
-        return TaskSuccessEvent(xcoms=xcoms)
+        return TaskSuccessEvent(xcoms={"return_value": result})
 
     def _log_change(self, name: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
         old = (before or {}).get("metadata", {})
