@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -109,8 +113,6 @@ with DAG("preload_probe", schedule=None, start_date=pendulum.datetime(2024, 1, 1
 def modules_a_task_inherits(stack: Any) -> list[str]:
     """Run :data:`PRELOAD_PROBE_DAG` (written to ``stack``'s DAG folder) once on ``stack``'s
     executor; the modules its task process found imported as it started."""
-    import json
-
     (stack.dags_folder / "preload_probe.py").write_text(PRELOAD_PROBE_DAG)
     stack.wait_for_dag("preload_probe", timeout=300)
     run_id = stack.trigger("preload_probe")
@@ -118,3 +120,27 @@ def modules_a_task_inherits(stack: Any) -> list[str]:
     path = f"dags/preload_probe/dagRuns/{run_id}/taskInstances/inherited/xcomEntries/return_value"
     value = stack.api("GET", path, params={"deserialize": True})["value"]
     return json.loads(value) if isinstance(value, str) else value
+
+
+_PROBE = """
+import importlib, json, runpy, sys
+target = sys.argv[1]
+if target.endswith(".py"):
+    runpy.run_path(target)
+else:
+    importlib.import_module(target)
+print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))
+"""
+
+
+def modules_loaded(target: str, airflow_home: Path, modules: Sequence[str]) -> list[str]:
+    """Which of ``modules`` importing ``target`` (a module, or a ``.py`` file to run) loads, in a
+    new interpreter with ``airflow_home`` as ``AIRFLOW_HOME`` (sorted)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(modules=tuple(modules)), target],
+        capture_output=True, text=True, timeout=120, cwd=root,
+        env={"AIRFLOW_HOME": str(airflow_home), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -6,12 +6,11 @@ preload the latter for them: airflow_provider_gee.preload, tests/unit/test_prelo
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import modules_loaded
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "example_dags").glob("*.py"))
@@ -31,25 +30,9 @@ OPERATOR_MODULES = (
     "airflow_provider_gee.sensors.task",
 )
 
-_PROBE = """
-import importlib, json, runpy, sys
-target = sys.argv[1]
-if target.endswith(".py"):
-    runpy.run_path(target)
-else:
-    importlib.import_module(target)
-print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
-"""
-
 
 def heavy_modules_loaded(target: str, tmp_path: Path, heavy: tuple[str, ...] = HEAVY) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=heavy), target],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-        env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return modules_loaded(target, tmp_path, heavy)
 
 
 def test_importing_the_package_loads_no_optional_library(tmp_path: Path) -> None:

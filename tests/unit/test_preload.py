@@ -3,7 +3,6 @@ imports what our tasks import once, so the task processes it forks inherit it.""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -12,31 +11,25 @@ from pathlib import Path
 
 from airflow_provider_gee.preload import TASK_MODULES, preload_task_modules
 from dev.airflow_stack import LOCAL_SETTINGS, AirflowStack
+from tests.helpers import modules_loaded
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = "airflow.providers.google.common.hooks.base_google"
 
 
-def fresh_python(code: str, airflow_home: Path) -> list[str]:
-    """Run ``code`` in a new interpreter with ``airflow_home``; its last line of output, as JSON."""
-    env = {**os.environ, "AIRFLOW_HOME": str(airflow_home), "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-c", code]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_airflow_imports_the_local_settings_and_with_them_the_task_modules(tmp_path: Path) -> None:
-    probe = f"import json, sys, airflow; print(json.dumps([m for m in {list(TASK_MODULES)!r} if m in sys.modules]))"
-    without = fresh_python(probe, tmp_path / "plain")
+    without = modules_loaded("airflow", tmp_path / "plain", TASK_MODULES)
     home = tmp_path / "home"
     AirflowStack(home, tmp_path / "dags")  # nothing started: writes the home's config/ only
     assert (home / "config" / "airflow_local_settings.py").read_text() == LOCAL_SETTINGS.read_text()
-    with_settings = fresh_python(probe, home)
+    with_settings = modules_loaded("airflow", home, TASK_MODULES)
     assert HEAVY not in without
-    assert with_settings == list(TASK_MODULES)
+    assert with_settings == sorted(TASK_MODULES)
     # the file hands Airflow no names: nothing of it is taken for a setting or a cluster policy
-    code = "import json, airflow.settings as s; print(json.dumps(hasattr(s, 'preload_task_modules')))"
-    assert fresh_python(code, home) is False
+    code = "import airflow.settings as s; print(hasattr(s, 'preload_task_modules'))"
+    env = {**os.environ, "AIRFLOW_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr[-2000:]
 
 
 def test_a_stack_without_local_settings_has_none(tmp_path: Path) -> None:
