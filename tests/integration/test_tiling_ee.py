@@ -9,6 +9,7 @@ import pytest
 from shapely.geometry import box, shape
 
 from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+from airflow_provider_gee.utils.compact_tiles import compact_tile
 from airflow_provider_gee.utils.operations import TERMINAL_STATES
 from airflow_provider_gee.utils.tiling import (
     chunk_points,
@@ -29,11 +30,13 @@ def hook(ee_hook: EarthEngineHook) -> EarthEngineHook:
     return ee_hook
 
 
-def test_tile_geometry_round_trips_through_ee(hook):
+@pytest.mark.parametrize("compact", [False, True], ids=["full", "compact"])
+def test_tile_geometry_round_trips_through_ee(hook, compact):
     tile = grid_tiles(BERLIN, 0.01)[5]
     import ee
 
-    result = hook.compute_value(ee.Feature(tile_to_ee_geometry(tile), {"tile_id": tile["tile_id"]}))
+    given = compact_tile(tile) if compact else tile
+    result = hook.compute_value(ee.Feature(tile_to_ee_geometry(given), {"tile_id": tile["tile_id"]}))
     assert result["properties"] == {"tile_id": tile["tile_id"]}
     assert shape(result["geometry"]).equals(shape(tile["geometry"]))
 

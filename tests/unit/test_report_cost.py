@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from airflow_provider_gee.utils.compact_tiles import compact_tiles
 from airflow_provider_gee.utils.report import build_manifest
 
 TILES = [{"tile_id": t, "bbox": [0, 0, 1, 1]} for t in ("a", "b", "c")]
@@ -33,3 +34,7 @@ def test_the_report_maps_the_tiles_by_cost_when_ee_reported_it(tmp_path):
     assert set(paid) == {"manifest", "map", "cost_map"} and (tmp_path / "paid" / "tiles_cost.png").stat().st_size > 0
     free = write_report(build_manifest(tiles, [export("a", None)], []), tiles, tmp_path / "free")
     assert set(free) == {"manifest", "map"}
+    compact = compact_tiles(tiles)  # as GridTilesOperator returns them: no geometry
+    assert "geometry" not in compact[0]
+    assert set(write_report(build_manifest(compact, [export("a", 1.0)], []), compact, tmp_path / "compact")) == {
+        "manifest", "map", "cost_map"}  # fmt: skip

@@ -44,6 +44,7 @@ from airflow_provider_gee.exceptions import (
 from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_url
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthEngineTaskLink, asset_url, task_url
 from airflow_provider_gee.operators.base import GeeBaseOperator, default_deferrable
+from airflow_provider_gee.utils.compact_tiles import expand_tile
 from airflow_provider_gee.utils.operations import (
     ACTIVE_STATES,
     DEFAULT_WAIT_TIMEOUT,
@@ -104,9 +105,10 @@ class _TooBig(Exception):
 class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     """Export one EE image or table (typically one tile) and wait until the EE task ends.
 
-    :param tile: the tile dict (from ``grid_tiles``/``chunk_points``) this instance exports; its
-        geometry is the default export region and its ``tile_id`` names the outputs. Map over it
-        with ``.expand(tile=...)``.
+    :param tile: the tile dict (from ``GridTilesOperator``/``grid_tiles``/``chunk_points``) this
+        instance exports; its geometry is the default export region and its ``tile_id`` names the
+        outputs. Map over it with ``.expand(tile=...)``. A compact tile is expanded first
+        (:func:`~airflow_provider_gee.utils.compact_tiles.expand_tile`).
     :param build: ``build(tile, context)`` returning the ``ee.Image`` or ``ee.FeatureCollection`` to
         export (``context["data_interval_start"]`` etc. for time series). Called only when a new EE
         task must be submitted.
@@ -260,6 +262,17 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self._stored: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ configuration
+
+    @property
+    def tile(self) -> dict[str, Any] | None:
+        """The tile this instance exports, always complete: a compact tile (what
+        ``GridTilesOperator`` returns) is expanded where it is set, by ``__init__`` or by template
+        rendering, so ``build(tile, context)`` and the splitting read ``geometry`` and ``cell``."""
+        return self._tile
+
+    @tile.setter
+    def tile(self, value: Any) -> None:
+        self._tile = expand_tile(value)
 
     @property
     def tile_id(self) -> str | None:

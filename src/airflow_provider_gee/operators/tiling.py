@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator, Context
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
+from airflow_provider_gee.utils.compact_tiles import compact_tiles
 
 # geopandas, pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every
 # task process parses its DAG file, so an import here costs ~0.3 CPU-s on every task start of every
@@ -51,6 +52,11 @@ class GridTilesOperator(GeeBaseOperator):
         :data:`airflow_provider_gee.utils.tiling.DEFAULT_MAX_TILES`, 100,000).
     :param layer: layer of a multi-layer region file.
     :param region_crs: CRS of region input that carries none.
+    :param compact: leave out each tile's ``geometry`` and ``cell`` where they only repeat its
+        ``bbox`` (default): every mapped task pulls the whole list, so its size is paid once per
+        task instance; this halves it for grids in degrees. The operators of this package expand
+        tiles themselves; a task of your own that reads the list calls
+        :func:`~airflow_provider_gee.utils.compact_tiles.expand_tile` on each tile.
     :param gcp_conn_id: connection for reading an EE table asset as region.
     :param impersonation_chain: optional service account(s) to impersonate (templated).
     """
@@ -70,6 +76,7 @@ class GridTilesOperator(GeeBaseOperator):
         max_tiles: int | None = None,
         layer: str | None = None,
         region_crs: str | None = None,
+        compact: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +89,7 @@ class GridTilesOperator(GeeBaseOperator):
         self.max_tiles = max_tiles
         self.layer = layer
         self.region_crs = region_crs
+        self.compact = compact
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_provider_gee.utils.tiling import DEFAULT_MAX_TILES, grid_tiles
@@ -96,7 +104,7 @@ class GridTilesOperator(GeeBaseOperator):
         )  # fmt: skip
         check_map_length(len(tiles), f"Task {self.task_id!r}")
         self.log.info("%d tiles, from %s to %s", len(tiles), tiles[0]["tile_id"], tiles[-1]["tile_id"])
-        return tiles
+        return compact_tiles(tiles) if self.compact else tiles
 
 
 class PointChunksOperator(BaseOperator):
@@ -107,6 +115,8 @@ class PointChunksOperator(BaseOperator):
     :param id_column: column with unique point ids (default: row numbers).
     :param max_extent: largest chunk width/height in degrees.
     :param layer: layer of a multi-layer file.
+    :param compact: leave out each chunk's ``geometry`` (its ``cell``'s rectangle), as
+        :class:`GridTilesOperator` does (default).
     """
 
     template_fields: Sequence[str] = ("points", "layer")
@@ -120,6 +130,7 @@ class PointChunksOperator(BaseOperator):
         id_column: str | None = None,
         max_extent: float | None = None,
         layer: str | None = None,
+        compact: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +139,7 @@ class PointChunksOperator(BaseOperator):
         self.id_column = id_column
         self.max_extent = max_extent
         self.layer = layer
+        self.compact = compact
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from airflow_provider_gee.utils.tiling import chunk_points
@@ -137,4 +149,4 @@ class PointChunksOperator(BaseOperator):
         )
         check_map_length(len(chunks), f"Task {self.task_id!r}")
         self.log.info("%d chunks of at most %d points", len(chunks), self.max_points)
-        return chunks
+        return compact_tiles(chunks) if self.compact else chunks

@@ -11,6 +11,7 @@ from typing import Any
 import geopandas as gpd
 from shapely.geometry import shape
 
+from airflow_provider_gee.utils.compact_tiles import expand_tiles
 from airflow_provider_gee.utils.extras import require_extra
 from airflow_provider_gee.utils.operations import as_export_result
 
@@ -26,7 +27,7 @@ def build_manifest(
     """One record per tile: its EE operation and state, what it cost (EECU-seconds, as EE reports
     them), whether EE refused it for its size and it was exported in parts (``split``), and the
     files harvested for it; the run's totals, and with ``price_per_eecu_hour`` (the rate of your
-    Earth Engine plan) an estimate of what the run's compute cost."""
+    Earth Engine plan) an estimate of what the run's compute cost. ``tiles`` may be compact."""
     by_tile_export = {e["tile_id"]: e for e in map(as_export_result, exports) if e}
     by_tile_files = {h["tile_id"]: h for h in harvests if h}
     records = []
@@ -82,7 +83,8 @@ def _split_record(export: dict[str, Any]) -> dict[str, Any] | None:
 
 def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_dir: str | Path) -> dict[str, str]:
     """Write ``manifest.json``, ``tiles.png`` (tiles by outcome) and, when EE reported what the
-    exports cost, ``tiles_cost.png`` (tiles by EECU-seconds) into ``out_dir``; return their paths."""
+    exports cost, ``tiles_cost.png`` (tiles by EECU-seconds) into ``out_dir``; return their paths.
+    ``tiles`` may be compact."""
     require_extra("report", feature="The run report's tile map")
     import matplotlib
 
@@ -90,6 +92,7 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
+    tiles = expand_tiles(tiles)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"

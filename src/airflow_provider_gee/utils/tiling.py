@@ -34,6 +34,7 @@ from pyproj import CRS, Transformer
 from shapely.geometry.base import BaseGeometry
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.utils.compact_tiles import expand_tile, rectangle
 
 if TYPE_CHECKING:
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
@@ -320,13 +321,25 @@ def grid_tiles(
             ]
         else:
             rounded = shapely.set_precision(geoms, 10.0**-_COORD_DIGITS)
+            # a clipped tile that is still a rectangle in lon/lat (inside the region) is written as
+            # the unclipped ones are, so that compact tiles can leave its geometry out
+            plain = geographic & shapely.equals(geoms, shapely.box(*shapely.bounds(geoms).T))
             tiles = [
-                {"tile_id": i, "row": r, "col": c, "geometry": json.loads(g), "bbox": bb, "cell": cb, "grid": grid}
-                for i, r, c, g, bb, cb in zip(
+                {
+                    "tile_id": i,
+                    "row": r,
+                    "col": c,
+                    "geometry": rectangle(bb) if p else json.loads(g),
+                    "bbox": bb,
+                    "cell": cb,
+                    "grid": grid,
+                }
+                for i, r, c, g, p, bb, cb in zip(
                     ids,
                     rows.tolist(),
                     cols.tolist(),
                     shapely.to_geojson(rounded),
+                    plain.tolist(),
                     bboxes,
                     _round(cell_bounds).tolist(),
                     strict=True,
@@ -503,7 +516,7 @@ def chunk_points(
             chunks.append(
                 {
                     "tile_id": path + suffix,
-                    "geometry": _rect_geojson(_round(cell).tolist()),
+                    "geometry": rectangle(_round(cell).tolist()),
                     "bbox": _round([x[piece].min(), y[piece].min(), x[piece].max(), y[piece].max()]).tolist(),
                     "cell": _round(cell).tolist(),
                     "point_count": len(piece),
@@ -515,11 +528,6 @@ def chunk_points(
             )
     log.info("Split %d points into %d chunks of at most %d.", len(x), len(chunks), max_points)
     return chunks
-
-
-def _rect_geojson(b: Sequence[float]) -> dict[str, Any]:
-    a, c, e, d = b
-    return {"type": "Polygon", "coordinates": [[[a, c], [e, c], [e, d], [a, d], [a, c]]]}
 
 
 def chunk_frame(chunk: dict[str, Any], points: gpd.GeoDataFrame | None = None) -> gpd.GeoDataFrame:
@@ -542,10 +550,11 @@ def chunk_frame(chunk: dict[str, Any], points: gpd.GeoDataFrame | None = None) -
 def tile_to_ee_geometry(tile: dict[str, Any]) -> Any:
     """The tile as a planar ``ee.Geometry`` (edges follow the grid, not great circles).
 
-    Needs an initialized ``ee`` (EarthEngineHook.initialize_ee)."""
+    Needs an initialized ``ee`` (EarthEngineHook.initialize_ee). ``tile`` may be compact
+    (:mod:`airflow_provider_gee.utils.compact_tiles`)."""
     import ee
 
-    return ee.Geometry(tile["geometry"], None, False)
+    return ee.Geometry(expand_tile(tile)["geometry"], None, False)
 
 
 def chunk_to_ee_feature_collection(
