@@ -15,7 +15,9 @@ end. Prints JSON, also written to ``benchmarks/results/scale_<deployment>_<tiles
 run or pair to ``scale.json``).
 
 Run: ``.venv/bin/python benchmarks/scale.py [--tiles 2000] [--deployment both]`` (tens of minutes
-per run on 2 cores).
+per run on 2 cores). Baselines of what we changed, for a run of their own next to one without the
+flag: ``--no-preload`` (tasks import the Google clients themselves) and ``--full-tiles`` (the
+tiling task returns full tiles, not compact ones).
 """
 
 from __future__ import annotations
@@ -57,11 +59,33 @@ def xcom_storage_env(folder: Path, threshold: int = 65536) -> dict[str, str]:
     }
 
 
+EXAMPLE = ROOT / "example_dags" / "gee_tiled_image_export.py"
+TILING_CALL = 'GridTilesOperator(task_id="tiles",'
+
+
+def example_with_full_tiles() -> Path:
+    """A copy of the example whose tiling task returns full tiles (``compact=False``): the baseline
+    of compact tiles."""
+    text = EXAMPLE.read_text()
+    if TILING_CALL not in text:
+        raise RuntimeError(f"{EXAMPLE.name} has no {TILING_CALL!r} to give compact=False")
+    copy = Path(tempfile.mkdtemp(prefix="bench-b5-full-tiles-")) / EXAMPLE.name
+    copy.write_text(text.replace(TILING_CALL, f"{TILING_CALL} compact=False,", 1))
+    return copy
+
+
 def run_b5(
-    tiles: int, task_seconds: float, pool: int, xcom_storage: bool, deployment: str, preload: bool = True
+    tiles: int,
+    task_seconds: float,
+    pool: int,
+    xcom_storage: bool,
+    deployment: str,
+    preload: bool = True,
+    compact: bool = True,
 ) -> dict:
     """One B5 run on one deployment; its JSON result. ``preload``: with the recommended
-    ``airflow_local_settings.py`` (tasks inherit their imports from the worker)."""
+    ``airflow_local_settings.py`` (tasks inherit their imports from the worker); ``compact``: the
+    example as it is (compact tiles), else with full ones."""
     from dev.airflow_stack import LOCAL_SETTINGS
     from dev.demo import run_example
 
@@ -72,7 +96,7 @@ def run_b5(
     started = time.monotonic()
     run = run_example(
         out,
-        ROOT / "example_dags" / "gee_tiled_image_export.py",
+        EXAMPLE if compact else example_with_full_tiles(),
         "gee_tiled_image_export",
         {"region": region_for(tiles), "cell_size": CELL, "folder": "gee_b5",
          "output": str(out / "harvest"), "report_dir": str(out / "report")},
@@ -99,7 +123,7 @@ def run_b5(
         "benchmark": "B5 scale",
         "settings": {"tiles": tiles, "pool_slots": pool, "ee_concurrency": 10, "task_seconds": task_seconds,
                      "xcom_backend": xcom, "deployment": deployment, "executor": executor,
-                     "task_modules_preloaded": preload,
+                     "task_modules_preloaded": preload, "compact_tiles": compact,
                      "cores": os.cpu_count()},
         "dag_run_state": run["state"],
         "tiles": len(exports),
@@ -143,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-preload", action="store_true",
         help="without docker/airflow_local_settings.py: every task process imports the Google clients itself",
     )  # fmt: skip
+    parser.add_argument(
+        "--full-tiles", action="store_true",
+        help="the tiling task returns full tiles (compact=False): every mapped task pulls the larger list",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     # stopped with SIGTERM (kill, a CI timeout): unwind, so that the run's processes stop and its
     # database and Redis index are removed
@@ -151,12 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["NO_PROXY"] = "127.0.0.1,localhost"
     deployments = ("local", "celery") if args.deployment == "both" else (args.deployment,)
     preload = not args.no_preload
-    results = [run_b5(args.tiles, args.task_seconds, args.pool, args.xcom_storage, d, preload) for d in deployments]
+    results = [
+        run_b5(args.tiles, args.task_seconds, args.pool, args.xcom_storage, d, preload, not args.full_tiles)
+        for d in deployments
+    ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     for result in results:
         d = result["settings"]["deployment"]
         suffix = "_xcom_storage" if args.xcom_storage and d == "local" else ""
         suffix += "" if preload else "_no_preload"
+        suffix += "_full_tiles" if args.full_tiles else ""
         (RESULTS / f"scale_{d}{suffix}_{args.tiles}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "scale.json").write_text(json.dumps({"runs": results}, indent=2))  # the latest, for summary.py
     print(json.dumps(results[0] if len(results) == 1 else {"side_by_side": results}, indent=2))

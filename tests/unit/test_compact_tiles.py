@@ -79,6 +79,8 @@ def test_only_what_can_be_rebuilt_to_the_same_value_is_left_out():
     assert "cell" not in compact_tile(reordered)
     custom = {"tile_id": "mine", "bbox": [0, 0, 1, 1], "cell": [0, 0, 1, 1], "geometry": rectangle([0, 0, 1, 1])}
     assert compact_tile(custom) == {"tile_id": "mine", "bbox": [0, 0, 1, 1], "cell": [0, 0, 1, 1]}  # no grid: cell kept
+    no_cell = {"tile_id": "g", "bbox": [0, 0, 1, 1], "grid": {}, "geometry": rectangle([0, 0, 1, 1])}
+    assert compact_tile(no_cell) is no_cell  # a grid tile without a cell would come back with one
 
 
 def test_expanding_leaves_complete_tiles_and_other_values_alone():

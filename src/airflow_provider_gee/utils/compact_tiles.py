@@ -43,6 +43,8 @@ def compact_tile(tile: dict[str, Any]) -> dict[str, Any]:
     """``tile`` without the ``geometry`` and ``cell`` that :func:`expand_tile` can rebuild exactly;
     ``tile`` itself (not a copy) when nothing can be left out."""
     cell, bbox = tile.get("cell"), tile.get("bbox")
+    if "grid" in tile and cell is None:  # expanding would give it one
+        return tile
     drop_geometry = "geometry" in tile and _is_rectangle(tile["geometry"], cell if cell is not None else bbox)
     drop_cell = "grid" in tile and cell is not None and bbox is not None and list(cell) == list(bbox)
     if not (drop_geometry or drop_cell):
