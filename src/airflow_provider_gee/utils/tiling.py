@@ -323,7 +323,11 @@ def grid_tiles(
             rounded = shapely.set_precision(geoms, 10.0**-_COORD_DIGITS)
             # a clipped tile that is still a rectangle in lon/lat (inside the region) is written as
             # the unclipped ones are, so that compact tiles can leave its geometry out
-            plain = geographic & shapely.equals(geoms, shapely.box(*shapely.bounds(geoms).T))
+            # (projected grids' outlines are curved in lon/lat: nothing to test there)
+            if geographic:
+                plain = shapely.equals(geoms, shapely.box(*shapely.bounds(geoms).T)).tolist()
+            else:
+                plain = [False] * len(geoms)
             tiles = [
                 {
                     "tile_id": i,
@@ -339,7 +343,7 @@ def grid_tiles(
                     rows.tolist(),
                     cols.tolist(),
                     shapely.to_geojson(rounded),
-                    plain.tolist(),
+                    plain,
                     bboxes,
                     _round(cell_bounds).tolist(),
                     strict=True,
