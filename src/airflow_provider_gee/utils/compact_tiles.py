@@ -1,8 +1,8 @@
 """Compact tile dicts: what every mapped task pulls, kept small.
 
-Airflow hands a mapped task its item by pulling the upstream's *whole* list from XCom (the
-api-server reads and re-encodes it, the task process decodes it) for every task instance, so a
-tile list costs its size once per export, harvest and retry: O(tiles^2) bytes per run. Most tiles
+Airflow hands a mapped task its item by pulling the upstream's *whole* list from XCom (from the
+metadata database through the api-server, or from object storage) and decoding it in the task
+process, for every mapped task instance and try: O(tiles^2) bytes per run. Most tiles
 of a grid in degrees are plain rectangles whose ``geometry`` and ``cell`` only repeat the
 ``bbox``; leaving those out halves the list (2,000 tiles: 614,800 -> 280,400 bytes of JSON).
 
