@@ -27,12 +27,11 @@ demo: $(STAMP) chromium
 
 # Fast unit tests first (no database, no subprocess; they fail fast), then the integration tests
 # (real clients, emulator, real Airflow processes) and the system tests (fresh installs: make compat).
-# The slowest tests are listed at the end: CI has a hard limit, and this is where its time goes.
 test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest tests/unit -x -q
-	$(VENV)/bin/pytest tests/integration tests/system --durations=25
+	$(VENV)/bin/pytest tests/integration tests/system
 
 # The wheel in fresh virtualenvs: only Airflow (oldest supported, newest pinned), then the provider.
 compat: $(STAMP)
