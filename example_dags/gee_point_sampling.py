@@ -104,8 +104,10 @@ with DAG(
         asset_id=f"{PARTS}/chunk_{{tile_id}}", overwrite=True, gcp_conn_id=CONN_ID, pool="gee_tasks", poll_interval=5,
         deferrable=True,
     ).expand(tile=chunks.output)  # fmt: skip
+    # exactly this run's parts (their asset ids carry the run's token): other runs' parts in the
+    # same folder are neither merged nor deleted
     merge = AssetMergeOperator(
-        task_id="merge", source_folder=PARTS, pattern="chunk_*", destination_asset=MERGED, delete_sources=True,
+        task_id="merge", export_results=samples.output, destination_asset=MERGED, delete_sources=True,
         overwrite=True, gcp_conn_id=CONN_ID, poll_interval=5,
     )  # fmt: skip
 

@@ -144,3 +144,25 @@ def modules_loaded(target: str, airflow_home: Path, modules: Sequence[str]) -> l
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+#: The end of a script that runs an operator as a task process does without a task state store
+#: (Airflow < 3.3), once ``op`` and ``context`` are defined: execute, and on a deferral hand the
+#: trigger's first event to the method it names; print the result as JSON.
+DEFERRAL_DRIVER = """
+import asyncio, json
+from airflow.exceptions import TaskDeferred
+
+async def first_event(trigger):
+    async for event in trigger.run():
+        return event.payload
+
+call = lambda: op.execute(context)
+while True:
+    try:
+        print(json.dumps(call()))
+        break
+    except TaskDeferred as deferred:
+        event = asyncio.run(first_event(deferred.trigger))
+        call = lambda d=deferred, e=event: getattr(op, d.method_name)(context, event=e, **(d.kwargs or {}))
+"""

@@ -174,6 +174,12 @@ def test_monthly_backfill_exports_each_month_once_even_when_rerun(emulator, tmp_
     stats = emulator.stats()
     assert stats["operations"] == ops_after_first  # re-running the months started no EE task
     assert stats["operations_by_state"] == {"SUCCEEDED": stats["operations"]}
-    periods = [op.metadata["description"].rsplit(".", 1)[1][:6] for op in emulator.ee.operations.values()]
+    # descriptions are <dag>.<task>.<tile>.<period>.<run token>: three runs in flight at once
+    # (max_active_runs=3), each month its own token, and every file name its run's
+    descriptions = [op.metadata["description"].split(".") for op in emulator.ee.operations.values()]
+    periods = [d[-2][:6] for d in descriptions]
+    assert len({(d[-2], d[-1]) for d in descriptions}) == len({d[-1] for d in descriptions})  # a token per run
+    files = [f.name for f in emulator.drive.files.values() if f.name.endswith(".tif")]
+    assert len(files) == len(set(files)) == stats["operations"]
     backfilled = sorted(p for p in periods if p.startswith("2024"))
     assert backfilled == ["202401"] * 6 + ["202402"] * 6 + ["202403"] * 6  # 6 tiles x 3 months, each once

@@ -97,7 +97,9 @@ def test_tiles_too_big_for_ee_are_exported_in_parts_with_every_pixel(gee_conn, e
     for result in (deep, shallow):
         assert result["state"] == "SUCCEEDED"
         assert result["split"]["reason"].startswith("Output of image computation is too large (")
-        assert all(p["file_name_prefix"] == p["tile_id"] for p in result["parts"])
+        # each part named as its tile id, with the run's token (one token for the run)
+        tokens = {p["file_name_prefix"].removeprefix(p["tile_id"] + "_") for p in result["parts"]}
+        assert len(tokens) == 1 and len(tokens.pop()) == 8
         assert result["eecu_seconds"] == pytest.approx(sum(p["eecu_seconds"] for p in result["parts"]))
 
     # one EE task per tile and part, never two: refused ones FAILED with EE's message

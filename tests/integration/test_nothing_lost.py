@@ -250,3 +250,21 @@ def test_temporary_files_a_killed_harvest_left_are_removed_once_old(gee_conn, em
     assert not old.exists()  # left by a killed try, long ago
     assert young.exists()  # may be a harvest running now
     assert victim.read_bytes() == b"keep" and (tmp_path / ".gee-tmp-link.part").is_symlink()
+
+
+class _NoChecksumSource(_Crc32cOnlySource):
+    """A store that reports a size and neither md5 nor crc32c."""
+
+    def list(self) -> list[RemoteFile]:
+        return [RemoteFile(p.name, p.name, p.stat().st_size, None) for p in sorted(self.root.iterdir())]
+
+
+def test_a_source_without_a_checksum_is_copied_but_never_deleted(tmp_path):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    (src / "t.tif").write_bytes(bytes(16))  # a size check alone would pass any 16 bytes
+    manifest = crc_harvest(_NoChecksumSource(src), dest)
+    (entry,) = manifest["files"]
+    assert (src / "t.tif").exists()
+    assert "kept (no checksum at the source" in entry["action"] and (dest / "t.tif").read_bytes() == bytes(16)

@@ -168,4 +168,8 @@ def test_a_missing_pool_is_reported_at_dag_check(emulator, tmp_path):
         assert code == 1 and "which does not count deferred tasks" in out and "--include-deferred" in out
         stack.api("PATCH", "pools/gee_tasks", json={"name": "gee_tasks", "slots": 10, "include_deferred": True})
         code, out = dag_check()
-        assert (code, out) == (0, f"OK: 1 DAGs in {dags}; every pool they use exists and counts deferred EE tasks.")
+        assert (code, out) == (
+            0,
+            f"OK: 1 DAGs in {dags}; every pool they use exists and counts deferred EE tasks, and no export gives two "
+            "runs in flight the same names.",
+        )

@@ -102,6 +102,30 @@ def test_queue_trigger_counts_active_tasks_from_the_shared_listing(gee_conn, emu
     assert GeeQueueTrigger(**kwargs).serialize() == (path, kwargs)
 
 
+@pytest.mark.emulator(ee_concurrency=0)
+def test_queue_trigger_counts_one_runs_tasks_and_gives_up_after_its_timeout(gee_conn, emulator):
+    # two EE tasks of run token "abcd1234", one of another run: only the run's own are counted,
+    # and a queue that never drains ends the wait with a timeout instead of holding a slot for ever
+    from airflow_provider_gee.triggers.task import GeeQueueTrigger
+
+    hook = EarthEngineHook(gcp_conn_id=gee_conn)
+    for rid, description in (("q-1", "d.export.r1.abcd1234"), ("q-2", "d.export.r2.abcd1234"), ("q-3", "d.e.ffff0000")):
+        export_constant(hook, rid, scale=5000, description=description)
+    project = f"projects/{hook.project}"
+
+    def first_event(limit: int, timeout: float) -> dict:
+        trigger = GeeQueueTrigger(
+            project, limit, gcp_conn_id=gee_conn, poll_interval=0.1, description_contains="abcd1234", timeout=timeout
+        )
+        return asyncio.run(asyncio.wait_for(anext(trigger.run()), timeout=30)).payload
+
+    assert first_event(3, 5.0) == {"status": "admitted", "active": 2}  # 3 active, 2 of them the run's
+    event = first_event(2, 0.5)
+    assert event["status"] == "timeout" and "abcd1234" in event["message"] and "after 0.5 s" in event["message"]
+    path, kwargs = GeeQueueTrigger(project, 2, gcp_conn_id="c", description_contains="t", timeout=9.0).serialize()
+    assert GeeQueueTrigger(**kwargs).serialize() == (path, kwargs) and kwargs["timeout"] == 9.0
+
+
 @pytest.mark.emulator(ee_concurrency=4, task_seconds=0.05)
 def test_an_export_ending_in_the_triggerer_writes_no_key_the_task_runner_writes(gee_conn, emulator):
     """The success event of an export that ends in the triggerer carries its return value and no

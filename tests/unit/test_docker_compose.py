@@ -111,3 +111,11 @@ def test_the_jwt_secret_is_required_and_the_api_server_binds_loopback():
     assert re.fullmatch(r"\$\{AIRFLOW_JWT_SECRET:\?[^}]+\}", secret), secret
     (port,) = compose()["services"]["airflow-api-server"]["ports"]
     assert port == "${AIRFLOW_API_BIND:-127.0.0.1}:8080:8080"
+
+
+def test_the_deployment_id_and_the_record_secret_are_required():
+    # two copies of the compose file share the execution API URL the default deployment id comes from:
+    # each must name itself; merge records are signed with a secret of the deployment's own
+    env = compose()["x-airflow"]["environment"]
+    assert re.fullmatch(r"\$\{GEE_DEPLOYMENT_ID:\?[^}]+\}", env["AIRFLOW__GEE__DEPLOYMENT_ID"])
+    assert re.fullmatch(r"\$\{GEE_RECORD_SECRET:\?[^}]+\}", env["AIRFLOW__GEE__RECORD_SECRET"])

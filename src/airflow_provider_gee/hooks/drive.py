@@ -20,7 +20,7 @@ from googleapiclient.http import MediaIoBaseDownload
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.hooks.connection import GeeConnectionMixin
 from airflow_provider_gee.utils.checksums import verify_copy
-from airflow_provider_gee.utils.operations import export_file_pattern
+from airflow_provider_gee.utils.operations import ALL_EXTENSIONS, export_file_pattern
 from airflow_provider_gee.utils.storage import exclusive_temp
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -75,14 +75,17 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
             if not token:
                 return
 
-    def list_folder(self, folder_id: str, *, export_prefix: str | None = None) -> list[dict[str, Any]]:
+    def list_folder(
+        self, folder_id: str, *, export_prefix: str | None = None, extensions: tuple[str, ...] = ALL_EXTENSIONS
+    ) -> list[dict[str, Any]]:
         """Files (not sub-folders) directly in a folder; with ``export_prefix``, only the files EE
-        names for an export with that ``fileNamePrefix`` (``prefix.ext`` and its shards)."""
+        names for an export with that ``fileNamePrefix`` (``prefix.ext`` and its shards, ``ext``
+        one of ``extensions``: its file format's)."""
         q = f"{quote(folder_id)} in parents and trashed = false and mimeType != {quote(FOLDER_MIME)}"
         files = list(self.iter_files(q))
         if export_prefix is None:
             return files
-        own = export_file_pattern(export_prefix)
+        own = export_file_pattern(export_prefix, extensions)
         return [f for f in files if own.fullmatch(f["name"])]
 
     def resolve_folder(self, path: str) -> str:
@@ -116,7 +119,7 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
             )
         return candidates[0]["id"]
 
-    def export_folder(self, name: str | None, export_prefix: str) -> str:
+    def export_folder(self, name: str | None, export_prefix: str, extensions: tuple[str, ...] = ALL_EXTENSIONS) -> str:
         """The id of the folder EE wrote an export into, from the export's ``folder`` argument.
 
         EE takes ``folder`` as one literal folder name (a ``/`` is part of the name, not a path),
@@ -129,7 +132,7 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
         q = f"mimeType = {quote(FOLDER_MIME)} and name = {quote(name)} and trashed = false"
         candidates = [f["id"] for f in self.iter_files(q, fields="id, name, createdTime")]
         if len(candidates) > 1:
-            holding = [c for c in candidates if self.list_folder(c, export_prefix=export_prefix)]
+            holding = [c for c in candidates if self.list_folder(c, export_prefix=export_prefix, extensions=extensions)]
             candidates = holding or candidates
         if not candidates:
             raise GeeConfigurationError(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
+import re
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ from airflow.sdk import Context
 from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, asset_url
 from airflow_provider_gee.operators.base import GeeBaseOperator
-from airflow_provider_gee.operators.export import request_id, sanitize_description
+from airflow_provider_gee.utils.naming import RUN_TOKEN, request_id, run_token, sanitize_description
 from airflow_provider_gee.utils.operations import as_export_result, export_parts
 from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, ee_asset_uri, is_template
 
@@ -35,6 +37,44 @@ MERGED_PARTS = "gee_merged_parts"
 #: EE does not document a size limit for a property value; a record larger than this is not
 #: written (such a retry then keeps the parts it cannot prove were merged, and says so)
 MAX_PARTS_RECORD_BYTES = 64_000
+#: the HMAC-SHA256 of a merge record (:func:`sign_record`). Anyone who can write an asset can write
+#: its properties, so a record is trusted only with a valid one (or when it is in the task state
+#: store): a copied digest or a record naming a run to come is not
+MERGED_SIG = "gee_merged_sig"
+#: what the MAC covers besides the record, so it is never valid for anything but a merge record
+_RECORD_TAG = b"airflow-provider-gee merge record v1\n"
+
+
+def _record_key() -> bytes | None:
+    """The per-deployment secret that authenticates the merge records written on assets: Airflow
+    config ``[gee] record_secret``, else ``[core] fernet_key`` (each deployment has its own, so one
+    never trusts another's records, even through a shared EE identity).
+
+    None when both are empty: then no record read from an asset is trusted, only the task state
+    store (Airflow 3.3+). A later run then never takes an earlier merge for its own (it fails unless
+    ``overwrite``, which merges again) and a retry without a task state store cannot finish an
+    interrupted delete (the parts left are kept).
+    """
+    from airflow.configuration import conf
+
+    secret = conf.get("gee", "record_secret", fallback=None) or conf.get("core", "fernet_key", fallback="")
+    return secret.encode() if secret else None
+
+
+def sign_record(key: bytes, name: str, count: int, record: dict[str, Any]) -> str:
+    """The ``gee_merged_sig`` value: HMAC-SHA256 (hex) over the merge record of table ``name``
+    holding ``count`` features. The table's name and count are covered, so the record does not
+    verify on another asset, nor on this one once its number of rows has changed.
+
+    :param key: the secret, from :func:`_record_key`.
+    :param name: the table's full asset name.
+    :param count: its feature count, as verified.
+    :param record: its properties; ``gee_merged_from``, ``gee_merged_by`` and ``gee_merged_parts``
+        are covered (an absent one as null).
+    """
+    fields = {k: record.get(k) for k in (MERGED_FROM, MERGED_BY, MERGED_PARTS)}
+    message = json.dumps({"asset": name, "count": count, **fields}, sort_keys=True, separators=(",", ":"))
+    return hmac.new(key, _RECORD_TAG + message.encode(), hashlib.sha256).hexdigest()
 
 
 def encode_parts(latest: str, names: dict[str, list[str]]) -> str | None:
@@ -69,7 +109,9 @@ def _time(value: str | None) -> datetime:
 
 
 def feature_count(asset: dict[str, Any]) -> int:
-    """A table asset's ``featureCount``: EE sends int64 as a string and omits it when it is 0."""
+    """A table asset's ``featureCount`` as its metadata says, 0 when absent (EE sends int64 as a
+    string and omits 0): for digests of what an asset looks like only. To verify a count, use
+    :meth:`AssetMergeOperator._size`, which counts when the field is absent."""
     return int(asset.get("featureCount") or 0)
 
 
@@ -80,28 +122,44 @@ class AssetMergeOperator(GeeBaseOperator):
     operator waits for (deferrable, :class:`GeeTaskTrigger`). More parts than
     ``max_parts_per_merge`` are merged in levels through intermediate assets, so no expression
     grows beyond EE's limits. The result is verified (feature count = the parts' sum; properties =
-    the union of the parts') before anything is deleted; then, with ``delete_sources``, exactly the
-    verified parts and the intermediates are removed.
+    the union of the parts') before anything is deleted; then the intermediates, and with
+    ``delete_sources`` exactly the verified parts, are removed. Counts are EE's ``featureCount``, or
+    when EE leaves it out (it omits 0) the table's ``size()`` computed by EE: absent is unknown,
+    never taken for 0. Right before the first delete the destination is read again and its count
+    checked once more.
 
     Every verified merge target records what it was merged from (asset property
     ``gee_merged_from``: a digest of the inputs' names, update times and counts) and by which task
-    instance (``gee_merged_by``). A destination merged from exactly these parts is kept (the export
-    is skipped); any other existing destination, even one with the right count, is an error unless
-    ``overwrite``. Intermediates are reused on the same rule. Before the first part is deleted the
-    list is recorded, in the task state store (Airflow 3.3+) and as the destination's
-    ``gee_merged_parts`` property (compressed names, with the newest part update time the merge
-    saw): a retry after a crash or a failed delete finishes exactly those deletes and never merges
-    again; a part added or rewritten since is kept and reported (``kept``). A retry after a try that
-    died between submitting a merge export and verifying it waits for that export again (3.3+;
-    before 3.3 it finds an unrecorded destination and needs ``overwrite`` to merge anew).
+    instance (``gee_merged_by``), signed (``gee_merged_sig``: HMAC-SHA256 keyed by the
+    deployment's secret, see :func:`_record_key`, over the record, the table's name and its count).
+    Anyone who can write the asset can write these properties, so a record without a valid
+    signature is ignored as if absent. A destination with a valid record of exactly these parts is
+    kept (the export is skipped); any other existing destination, even one with the right count,
+    is an error unless ``overwrite``. Intermediates (reserved names ``<destination>__merge_l<level>
+    _<group>``) are reused on the same rule, and an existing one that is not is an error unless
+    ``overwrite``. Before the first part is deleted the list is recorded, in the task state store
+    (Airflow 3.3+) and as the destination's signed ``gee_merged_parts`` property (compressed names,
+    with the newest part update time the merge saw): a retry after a crash or a failed delete
+    finishes exactly those deletes and never merges again; a part added or rewritten since is kept
+    and reported (``kept``). A retry after a try that died between submitting a merge export and
+    verifying it waits for that export again (3.3+; before 3.3 it finds an unrecorded destination
+    and needs ``overwrite`` to merge anew).
+
+    Nothing is deleted on the strength of a record alone: a part is deleted only with
+    ``delete_sources`` and only if it is one of the parts this task was given (and, when recorded,
+    unchanged since), an intermediate only under its reserved name.
 
     :param destination_asset: the merged table (templated; relative ids are in the connection's project).
     :param source_folder: folder holding the parts (templated), with ``pattern``.
     :param pattern: shell pattern of part paths relative to ``source_folder`` (default ``*``).
+        ``{run_token}`` stands for the run's token, which exports add to their asset ids
+        (``pattern="chunk_*_{run_token}"``: this run's parts only; a folder that several runs
+        export into holds their parts side by side). Prefer ``export_results``: exactly the parts.
     :param sources: explicit part asset ids, instead of a folder.
     :param export_results: upstream ``GeeExportOperator`` results (asset exports), instead of a folder.
     :param delete_sources: delete the parts after the merged table is verified.
-    :param overwrite: replace a destination whose count is wrong.
+    :param overwrite: replace an existing destination (or intermediate) that is not a recorded
+        merge of exactly these parts.
     :param max_parts_per_merge: parts merged by one EE export; more go through levels.
     :param max_parallel_merges: merge exports of a level in flight at once. The default 1 keeps the
         pool's rule (one slot, one EE task); raise it with ``pool_slots`` to match.
@@ -115,7 +173,8 @@ class AssetMergeOperator(GeeBaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "destination_asset", "source_folder", "pattern", "sources", *GeeBaseOperator.template_fields,
+        "destination_asset", "source_folder", "pattern", "sources", "export_results",
+        *GeeBaseOperator.template_fields,
     )  # fmt: skip
     operator_extra_links = (EarthEngineAssetLink(),)
     ui_color = "#ecd2e3"
@@ -187,11 +246,52 @@ class AssetMergeOperator(GeeBaseOperator):
         return parts
 
     def _count(self, name: str) -> int:
+        """Read table ``name`` (kept in ``_seen``) and return its feature count."""
         asset = self.hook.get_asset(name)
         if asset is None or asset.get("type") != "TABLE":
-            raise GeeConfigurationError(f"Part {name!r} is not an existing table asset.")
+            raise GeeConfigurationError(
+                f"{name!r} is not an existing table asset: merge table assets only (check the name, "
+                "source_folder/pattern or the upstream export)."
+            )
         self._seen[name] = asset
-        return feature_count(asset)
+        return self._size(asset)
+
+    def _size(self, asset: dict[str, Any]) -> int:
+        """A table's feature count: its ``featureCount``, or when EE leaves that out (it omits 0,
+        and need not have counted yet) the count EE computes, ``size()``: absent is unknown, not 0."""
+        value = asset.get("featureCount")
+        if value not in (None, ""):
+            return int(value)
+        import ee
+
+        self.hook.initialize_ee()
+        return int(self.hook.compute_value(ee.FeatureCollection(asset["name"]).size()))
+
+    @staticmethod
+    def _ours(asset: dict[str, Any] | None, count: int) -> bool:
+        """Whether the merge record on ``asset`` (of ``count`` features) was written by this
+        deployment: its ``gee_merged_sig`` verifies. False without a secret (:func:`_record_key`)."""
+        properties = (asset or {}).get("properties") or {}
+        signature, key = properties.get(MERGED_SIG), _record_key()
+        if key is None or not isinstance(signature, str):
+            return False
+        return hmac.compare_digest(signature, sign_record(key, asset["name"], count, properties))
+
+    def _signed(self, name: str, count: int, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with its ``gee_merged_sig`` (None, which removes a stale one, without a secret)."""
+        key = _record_key()
+        if key is None:
+            self.log.warning(
+                "Neither [gee] record_secret nor [core] fernet_key is set: the merge record on %s cannot be "
+                "signed, so no later run or retry will trust it (set [gee] record_secret to a secret of this "
+                "deployment)", name,
+            )  # fmt: skip
+        return {**record, MERGED_SIG: sign_record(key, name, count, record) if key else None}
+
+    @staticmethod
+    def _is_intermediate(name: str, destination: str) -> bool:
+        """Whether ``name`` is one of the names reserved for ``destination``'s intermediates."""
+        return re.fullmatch(re.escape(destination) + r"__merge_l\d+_\d{4,}", name) is not None
 
     def _fingerprint(self, inputs: list[str]) -> str:
         """A digest of merge inputs as they are now: names, update times, feature counts."""
@@ -218,6 +318,8 @@ class AssetMergeOperator(GeeBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._seen: dict[str, dict[str, Any]] = {}
+        if RUN_TOKEN in self.pattern:  # the run's own parts: exports add the run's token to asset ids
+            self.pattern = self.pattern.replace(RUN_TOKEN, run_token(context["ti"].dag_id, context["ti"].run_id))
         destination = self.hook.asset_name(self.destination_asset)
         EarthEngineAssetLink.persist(context, url=asset_url(destination))
         existing = self.hook.get_asset(destination)
@@ -243,13 +345,18 @@ class AssetMergeOperator(GeeBaseOperator):
             )  # fmt: skip
             return self._resume(context, plan)
         if existing is not None:
-            have = feature_count(existing)
-            if self._merged_from(existing) == source and have == total:
+            have = self._size(existing) if existing.get("type") == "TABLE" else 0
+            # a record is this deployment's only if signed with its secret: anyone who can write
+            # the asset can write a digest or a task instance id, and would make us skip the merge
+            # or delete what the record names
+            ours = existing.get("type") == "TABLE" and self._ours(existing, have)
+            if ours and self._merged_from(existing) == source and have == total:
                 self.log.info("%s was merged from exactly these parts: keeping it, no export", destination)
                 return self._finish(context, parts, counts, [], skipped=True)
-            merged_by = ((existing.get("properties") or {}).get(MERGED_BY)) if self._merged_from(existing) else None
-            if merged_by == self._instance(context):
-                return self._finish_recorded_deletes(context, existing, parts)
+            if ours and (existing.get("properties") or {}).get(MERGED_BY) == self._instance(context):
+                return self._finish_recorded_deletes(context, existing, parts, have)
+            if self._merged_from(existing) and not ours:
+                self.log.warning("%s carries a merge record this deployment did not sign: ignoring it", destination)
             if not self.overwrite:
                 raise GeeConfigurationError(
                     f"{destination!r} exists ({have} features) and was not merged from these {len(parts)} parts "
@@ -257,10 +364,18 @@ class AssetMergeOperator(GeeBaseOperator):
                 )
         return self._advance(context, self._level_plan(1, parts, counts, intermediates=[], parts=parts))
 
-    def _finish_recorded_deletes(self, context: Context, existing: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    def _finish_recorded_deletes(
+        self, context: Context, existing: dict[str, Any], parts: list[str], count: int
+    ) -> dict[str, Any]:
         """A retry without a task state store after an earlier try of this task instance verified
         the merge and began deleting: delete exactly the parts (and intermediates) that merge
-        recorded on the destination, unchanged since; keep anything else and say so."""
+        recorded on the destination, unchanged since; keep anything else and say so.
+
+        :param existing: the destination, whose record this deployment signed (checked by the caller).
+        :param parts: the parts this task was given, as they are now; only these are ever deleted.
+        :param count: the destination's feature count, which the signature covers: the parts' sum
+            when the earlier try verified them.
+        """
         destination = existing["name"]
         record = decode_parts((existing.get("properties") or {}).get(MERGED_PARTS))
         doomed: list[str] = []
@@ -269,9 +384,11 @@ class AssetMergeOperator(GeeBaseOperator):
             latest, recorded = record
             doomed = [
                 p for p in parts
-                if p in recorded["parts"] and _time(self._seen[p].get("updateTime")) <= _time(latest)
+                if self.delete_sources and p in recorded["parts"]
+                and _time(self._seen[p].get("updateTime")) <= _time(latest)
             ]  # fmt: skip
-            intermediates = list(recorded["intermediates"])
+            # even a signed record names intermediates only under their reserved names
+            intermediates = [n for n in recorded["intermediates"] if self._is_intermediate(n, destination)]
         kept = [p for p in parts if p not in doomed]
         if kept:
             self.log.warning(
@@ -281,7 +398,7 @@ class AssetMergeOperator(GeeBaseOperator):
         else:
             self.log.info("An earlier try verified %s and was deleting its parts: finishing that", destination)
         result = {
-            "asset_id": destination, "feature_count": feature_count(existing), "parts": sorted(record[1]["parts"])
+            "asset_id": destination, "feature_count": count, "parts": sorted(record[1]["parts"])
             if record else [], "deleted": [], "kept": kept, "properties": [], "export_skipped": True,
         }  # fmt: skip
         return self._delete(context, result, doomed, intermediates)
@@ -323,12 +440,20 @@ class AssetMergeOperator(GeeBaseOperator):
                 group, target = plan["groups"][index], plan["targets"][index]
                 final = len(plan["targets"]) == 1
                 existing = self.hook.get_asset(target)
-                if (
-                    not final
-                    and self._merged_from(existing) == plan["from"][target]
-                    and feature_count(existing) == plan["expected"][target]
-                ):
-                    continue  # an intermediate an earlier try merged from exactly these inputs
+                if not final and existing is not None:
+                    have = self._size(existing) if existing.get("type") == "TABLE" else -1
+                    if (
+                        self._ours(existing, have)
+                        and self._merged_from(existing) == plan["from"][target]
+                        and have == plan["expected"][target]
+                    ):
+                        continue  # an intermediate an earlier try merged (and signed) from exactly these inputs
+                    if not self.overwrite:
+                        raise GeeConfigurationError(
+                            f"{target!r} exists but is not this merge's intermediate of these inputs (the name is "
+                            f"reserved for merging into {plan['destination']!r}): delete it, pass overwrite=True "
+                            "to replace it, or merge into another destination."
+                        )
                 self.hook.initialize_ee()
                 merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()
                 level = plan["level"]
@@ -339,7 +464,7 @@ class AssetMergeOperator(GeeBaseOperator):
                 )
                 op = self.hook.start_export(
                     merged, kind="table", destination="asset", request_id=rid, description=description,
-                    assetId=target, overwrite=final and self.overwrite,
+                    assetId=target, overwrite=self.overwrite,
                 )  # fmt: skip
                 operations.append(op["name"])
             if operations:
@@ -360,8 +485,9 @@ class AssetMergeOperator(GeeBaseOperator):
                     raise EarthEngineError(
                         f"{target} holds {have} features, expected {plan['expected'][target]}: not deleting anything."
                     )
-                if len(plan["targets"]) > 1:  # record what the intermediate holds, for a retry
-                    self.hook.set_asset_properties(target, {MERGED_FROM: plan["from"][target]})
+                if len(plan["targets"]) > 1:  # record (signed) what the intermediate holds, for a retry
+                    record = {MERGED_FROM: plan["from"][target], MERGED_BY: None, MERGED_PARTS: None}
+                    self.hook.set_asset_properties(target, self._signed(target, have, record))
                     self._seen.pop(target, None)
             if len(plan["targets"]) == 1:
                 part_counts = {p: self._count(p) for p in plan["parts"]}
@@ -437,7 +563,9 @@ class AssetMergeOperator(GeeBaseOperator):
             )
         fingerprint = self._fingerprint(parts)
         doomed = parts if self.delete_sources else []
-        record: dict[str, Any] = {MERGED_FROM: fingerprint, MERGED_BY: self._instance(context)}
+        # every field written, None removing it: the signature covers the record as it now stands,
+        # never a parts list an earlier merge left
+        record: dict[str, Any] = {MERGED_FROM: fingerprint, MERGED_BY: self._instance(context), MERGED_PARTS: None}
         if doomed or intermediates:
             # the server's own clock: the newest part seen; a part updated later is not this merge's
             latest = max((self._seen.get(p) or {}).get("updateTime") or "" for p in parts)
@@ -446,7 +574,7 @@ class AssetMergeOperator(GeeBaseOperator):
                 self.log.warning("Too many parts to record on %s; a retry without a task state store keeps "
                                  "those an interrupted delete left", destination)  # fmt: skip
             record[MERGED_PARTS] = packed
-        self.hook.set_asset_properties(destination, record)
+        self.hook.set_asset_properties(destination, self._signed(destination, total, record))
         result = {
             "asset_id": destination, "feature_count": total, "parts": parts, "deleted": [],
             "properties": sorted(union), "export_skipped": skipped,
@@ -461,6 +589,28 @@ class AssetMergeOperator(GeeBaseOperator):
     def _delete(
         self, context: Context, result: dict[str, Any], parts: list[str], intermediates: list[str]
     ) -> dict[str, Any]:
+        """Delete the verified ``parts`` (only with ``delete_sources``) and the merge's own
+        ``intermediates`` (only under their reserved names), after reading the destination again
+        and finding the count it was verified with (``result["feature_count"]``, the parts' sum).
+
+        :param result: the merge's result; ``asset_id`` is the destination.
+        :param parts: parts this task was given and verified as merged.
+        :param intermediates: the merge's intermediates.
+        """
+        destination = result["asset_id"]
+        parts = list(parts) if self.delete_sources else []
+        intermediates = [n for n in intermediates if self._is_intermediate(n, destination)]
+        if parts or intermediates:
+            # whatever happened since the verification (another writer, a retry's stale record):
+            # the table is read again and counted right before the first delete
+            now = self.hook.get_asset(destination)
+            have = self._size(now) if now is not None and now.get("type") == "TABLE" else None
+            if have != result["feature_count"]:
+                raise EarthEngineError(
+                    f"{destination} holds {'no table' if have is None else f'{have} features'} now, not the "
+                    f"{result['feature_count']} verified from the parts: deleting nothing. Check who changed it, "
+                    "then run the merge again (overwrite=True merges anew)."
+                )
         for name in intermediates:
             self.hook.delete_asset(name, missing_ok=True)
         for name in parts:  # exactly the verified parts

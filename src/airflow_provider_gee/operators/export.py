@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import ResumableJobMixin
@@ -45,12 +45,26 @@ from airflow_provider_gee.links.drive import DriveFolderLink, drive_folder_url
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthEngineTaskLink, asset_url, task_url
 from airflow_provider_gee.operators.base import GeeBaseOperator, default_deferrable
 from airflow_provider_gee.utils.compact_tiles import expand_tile
+from airflow_provider_gee.utils.naming import (
+    MAX_DESCRIPTION,
+    RUN_TOKEN,
+    description_problem,
+    export_fingerprint,
+    request_id,
+    run_token,
+    sanitize_description,
+    scoped_description,
+    scoped_name,
+    tile_id_problem,
+)
 from airflow_provider_gee.utils.operations import (
     ACTIVE_STATES,
     DEFAULT_WAIT_TIMEOUT,
     DESTINATIONS,
     EXPORT_KINDS,
+    LIST_MAX_PAGES,
     TERMINAL_STATES,
+    export_extensions,
     export_result,
     summarize,
 )
@@ -65,32 +79,18 @@ if TYPE_CHECKING:
 
 #: connections (and impersonation chains) whose identity was seen to have Drive storage, per process
 _DRIVE_STORAGE_OK: set[tuple[str, str, str | None]] = set()
-_REQUEST_NAMESPACE = uuid.UUID("8f0a3c4e-5b7d-4c1e-9a2f-6d3b1e0c7a55")
-_DESCRIPTION_BAD = re.compile(r"[^A-Za-z0-9.,:;_-]")
-MAX_DESCRIPTION = 100
+# sanitize_description, request_id and MAX_DESCRIPTION live in utils.naming (imported from here before)
+__all__ = ["MAX_DESCRIPTION", "GeeExportOperator", "request_id", "sanitize_description"]
 #: requestIds tried in one submission when EE refuses a spent one
 MAX_GENERATION_STEPS = 3
 #: EE's refusal of a requestId used before with another body (the wording is not documented)
 REQUEST_ID_REFUSED = re.compile(r"request[ _-]?id", re.IGNORECASE)
 #: task state store key of a split tile's plan (parts, their EE tasks, results)
 SPLIT_KEY = "gee_split"
-
-
-def sanitize_description(text: str) -> str:
-    """A description EE accepts: only ``A-Za-z0-9.,:;_-`` and at most 100 characters. A shortened
-    description keeps a hash of the whole, so two long descriptions stay distinct."""
-    clean = _DESCRIPTION_BAD.sub("_", text)
-    if len(clean) <= MAX_DESCRIPTION:
-        return clean
-    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-    return f"{clean[: MAX_DESCRIPTION - 9]}-{digest}"
-
-
-def request_id(dag_id: str, task_id: str, run_id: str, map_index: int, generation: int, part: str = "") -> str:
-    """EE's ``requestId`` for one task instance, part of a split tile (``_q0_q3``; none: the whole
-    tile) and generation (``[A-Za-z0-9-]``, 39 characters)."""
-    name = f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}" + (f"\x1f{part}" if part else "")
-    return f"{uuid.uuid5(_REQUEST_NAMESPACE, name)}-g{generation}"
+#: task instance states that hold a pool slot (in a pool created with include_deferred)
+SLOT_STATES = frozenset({"queued", "running", "deferred"})
+#: task instance states whose EE task may run on without them: killed (waiting to retry) or failed
+LEFT_BEHIND_STATES = frozenset({"up_for_retry", "failed", "restarting"})
 
 
 class _TooBig(Exception):
@@ -150,10 +150,11 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         EE's queue limit (3,000 tasks per project), whose refusals are otherwise retried.
     :param max_eecu_seconds: the DAG run's compute budget: before submitting, the export adds up
         what the run's exports have used (``batchEecuUsageSeconds`` of the EE tasks whose
-        description starts with the DAG id, the default descriptions, created since the run
-        started: one paged listing per submission) and fails, without submitting and without
-        retries, once that reaches the budget. Exports already running finish; a budget is a
-        stop for new work, not a hard cap.
+        description carries the run's token, as every description does with ``run_scoped_names``;
+        without it, those whose description starts with the DAG id, created since the run started,
+        which counts other runs of the DAG in flight too: one paged listing per submission) and
+        fails, without submitting and without retries, once that reaches the budget.
+        Exports already running finish; a budget is a stop for new work, not a hard cap.
     :param end_from_trigger: when deferred, a successful export ends in the triggerer, which writes
         the result to XCom, instead of resuming on a worker (the Drive folder link then stays the
         search by the folder's name, not the folder by id): one task
@@ -175,6 +176,14 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         a part still too big then fails with EE's message.
     :param max_tile_eecu_seconds: one tile's compute budget: a split tile exports no further part
         once its refused tasks and exported parts have used this many EECU-seconds.
+    :param run_scoped_names: add the run's token (:func:`~airflow_provider_gee.utils.naming.run_token`:
+        8 hex characters of the deployment, DAG and run) to every name the export gives outside
+        Airflow: the file prefix (``r0001c0001_3f2a9c1e``), the asset id and the description, at
+        ``{run_token}`` where a name holds it, else appended with ``_``. Two runs in flight at once
+        (a backfill, a manual run beside a scheduled one, staging beside production) then never
+        write, harvest or delete each other's outputs. ``False`` keeps names exactly as given
+        (a fixed asset id that each run replaces): then one run of the DAG at a time
+        (``max_active_runs=1``), or names templated per run; ``gee-dag-check`` warns otherwise.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
@@ -220,6 +229,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         split_on_error: bool = True,
         max_split_depth: int = 2,
         max_tile_eecu_seconds: float | None = None,
+        run_scoped_names: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -253,6 +263,9 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self.split_on_error = split_on_error
         self.max_split_depth = max_split_depth
         self.max_tile_eecu_seconds = max_tile_eecu_seconds
+        self.run_scoped_names = run_scoped_names
+        # the run's token (utils.naming.run_token), set from the context where execution starts
+        self._run_token = ""
         self._operation: dict[str, Any] | None = None
         # set while a part of a split tile is exported: appended to names without {tile_id}
         self._part_suffix = ""
@@ -279,13 +292,41 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         return None if self.tile is None else str(self.tile.get("tile_id"))
 
     def _fill(self, text: str | None) -> str | None:
-        """``text`` with ``{tile_id}`` filled in; a part of a split tile gets its own name also
-        where ``text`` has no ``{tile_id}`` (its suffix is appended), so parts never share outputs."""
+        """``text`` with ``{tile_id}`` filled in and the run's token added (``run_scoped_names``); a
+        part of a split tile gets its own name also where ``text`` has no ``{tile_id}`` (its
+        suffix is appended last), so parts never share outputs."""
         if text is None:
             return None
-        if "{tile_id}" in text:
-            return text.replace("{tile_id}", self.tile_id or "")
-        return text + self._part_suffix
+        name = text.replace("{tile_id}", self.tile_id or "")
+        if RUN_TOKEN in name and self._run_token:  # a placed token is filled whatever run_scoped_names says
+            name = name.replace(RUN_TOKEN, self._run_token)
+        elif self.run_scoped_names and self._run_token:
+            name = scoped_name(name, self._run_token)
+        return name if "{tile_id}" in text else name + self._part_suffix
+
+    def _file_format(self) -> str | None:
+        """The file format EE is asked for: ``file_format``, or ``fileFormat`` in ``export_options``."""
+        return (self.export_options or {}).get("fileFormat", self.file_format)
+
+    def _set_run(self, context: Context) -> None:
+        """Know the run this execution belongs to: its token scopes every name given outside Airflow."""
+        ti = context.get("ti")
+        self._run_token = run_token(ti.dag_id, ti.run_id) if ti is not None else ""
+
+    def _fingerprint(self) -> str:
+        """What this export writes and where (:func:`~airflow_provider_gee.utils.naming.export_fingerprint`);
+        a stored EE task or split plan with another fingerprint is another export's."""
+        return export_fingerprint(
+            {
+                "tile": self.tile, "asset": self.asset, "export_type": self.export_type,
+                "destination": self.destination, "folder": self.folder, "bucket": self.bucket,
+                "asset_id": self._fill(self.asset_id), "file_name_prefix": self._fill(self.file_name_prefix),
+                "region": self.region, "scale": self.scale, "crs": self.crs, "crs_transform": self.crs_transform,
+                "max_pixels": self.max_pixels, "file_format": self.file_format,
+                "file_dimensions": self.file_dimensions, "overwrite": self.overwrite,
+                "export_options": self.export_options,
+            }
+        )  # fmt: skip
 
     def validate(self) -> None:
         """Check the arguments; every error names the argument and the fix (nothing remote yet)."""
@@ -299,6 +340,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             raise GeeConfigurationError(f"build must be callable(tile, context), got {type(self.build).__name__}.")
         if self.tile is not None and not (isinstance(self.tile, dict) and "tile_id" in self.tile):
             raise GeeConfigurationError("tile must be a tile dict with 'tile_id' (from grid_tiles or chunk_points).")
+        if self.tile is not None and (problem := tile_id_problem(str(self.tile["tile_id"]))):
+            raise GeeConfigurationError(f"tile_id={self.tile['tile_id']!r}: {problem}; rename the tile.")
         if self.destination == "asset":
             if not self.asset_id:
                 raise GeeConfigurationError("destination='asset' needs asset_id='folder/name_{tile_id}'.")
@@ -343,24 +386,48 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             if value is not None and not (isinstance(value, int | float) and value > 0):
                 raise GeeConfigurationError(f"{name} must be a positive number of EECU-seconds, got {value!r}.")
         if self.description is not None:
-            raw = self._fill(self.description) or ""
-            if not raw or len(raw) > MAX_DESCRIPTION or _DESCRIPTION_BAD.search(raw):
-                raise GeeConfigurationError(
-                    f"description={raw!r}: EE allows 1-{MAX_DESCRIPTION} characters of A-Z a-z 0-9 . , : ; _ -."
-                )
+            # checked as given (the run's token is added later, shortened to EE's limit if need be)
+            raw = self.description.replace("{tile_id}", self.tile_id or "").replace("{run_token}", "0" * 8)
+            if problem := description_problem(raw):
+                raise GeeConfigurationError(f"description={raw!r}: {problem}.")
+
+    def _check_tile_names(self, context: Context) -> None:
+        """A mapped export of tiles names each tile's files apart: a prefix (or the description it
+        defaults to) without ``{tile_id}`` would give every tile the same names, and each tile's
+        harvest would take the others' files."""
+        map_index = getattr(context["ti"], "map_index", -1)
+        if self.tile is None or self.destination == "asset" or map_index is None or map_index < 0:
+            return
+        name, text = (
+            ("file_name_prefix", self.file_name_prefix) if self.file_name_prefix is not None
+            else ("description", self.description)
+        )  # fmt: skip
+        if text is not None and "{tile_id}" not in text:
+            raise GeeConfigurationError(
+                f"{name}={text!r} has no '{{tile_id}}': every tile of this mapped export would write files of that "
+                "one name, and each tile's harvest would take the others'. Put {tile_id} in it."
+            )
 
     def task_description(self, context: Context) -> str:
-        if self.description:
-            return self._fill(self.description) or ""
+        """The EE task's description: the user's (``{tile_id}`` filled in, the run's token added),
+        or ``<dag>.<task>.<tile>.<period>.<run token>``, within EE's rules."""
+        token = self._run_token if self.run_scoped_names or RUN_TOKEN in (self.description or "") else ""
+        if self.description:  # as _fill names outputs: the token, then a part's suffix where no {tile_id}
+            text = self.description.replace("{tile_id}", self.tile_id or "")
+            tail = "" if "{tile_id}" in self.description else self._part_suffix
+            return scoped_description(text, token, "_", tail)
         ti = context["ti"]
         start = context.get("data_interval_start")
         period = start.strftime("%Y%m%dT%H%M") if start else hashlib.sha1(ti.run_id.encode()).hexdigest()[:10]
         parts = [ti.dag_id, ti.task_id, self.tile_id or f"m{ti.map_index}", period]
-        return sanitize_description(".".join(p for p in parts if p))
+        return scoped_description(".".join(p for p in parts if p), token, ".")
 
     def _request_id(self, context: Context, generation: int) -> str:
         ti = context["ti"]
-        return request_id(ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation, self._part_suffix)
+        return request_id(
+            ti.dag_id, ti.task_id, ti.run_id, ti.map_index, generation, self._part_suffix,
+            tile_id=self.tile_id or "", fingerprint=self._fingerprint(),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ Airflow entry points
 
@@ -368,9 +435,15 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         # ``event`` is set when admission control let this task through (GeeQueueTrigger)
         if event is not None and event.get("status") == "error":
             raise EarthEngineError(f"Admission control could not read EE's queue: {event.get('message')}")
+        if event is not None and event.get("status") == "timeout":
+            raise EarthEngineError(f"Waited too long to submit: {event.get('message')}; nothing was submitted.")
+        self._set_run(context)
         self.validate()
-        # only a later try (or a cleared task) can find a split plan: the first one need not ask
-        plan = self._stored_plan(context) if (context["ti"].try_number or 1) > 1 else None
+        self._check_tile_names(context)
+        # only a later try (or a cleared task), or one coming back from a wait before submitting a
+        # part, can find a split plan: the first one need not ask
+        later = (context["ti"].try_number or 1) > 1 or event is not None
+        plan = self._stored_plan(context) if later else None
         if plan is not None:  # a retry (or a cleared task) of a tile that was split: go on with it
             self.log.info("Tile %s was split: going on with its parts", self.tile_id)
             return self._run_split(context, plan)
@@ -392,6 +465,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         operation it already started instead of a second one.
         """
         ti = context["ti"]
+        self._set_run(context)
         own: list[dict[str, Any]] = []
         # a description shared by several tiles would make another tile's EE task look like ours
         own_description = self.description is None or self.tile is None or "{tile_id}" in self.description
@@ -423,6 +497,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation
         (and, when it waited for a part of a split tile, the split plan)."""
+        self._set_run(context)
         extra = event.get("extra") or {}
         self._inputs = extra.get("inputs", self._inputs)
         split = extra.get("split")
@@ -459,9 +534,11 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         # The generation follows the stored (failed) operation, so repeated crashes around a
         # resubmission keep asking EE with the same requestId and get the same new operation. The
         # mixin calls submit_job after get_job_status saw that operation, or when none is stored.
+        self._set_run(context)  # also when called on its own: the names must be the run's
         prior = self._stored
         generation = int(prior["generation"]) + 1 if prior else 0
         self._admit(context)
+        self._hold_for_left_behind(context)
         if self.destination == "drive":
             self._check_drive_storage()
         description = self.task_description(context)
@@ -476,6 +553,9 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         self.hook.initialize_ee()
         ee_object = self._ee_object(context)
         self._inputs = self._read_inputs(ee_object)
+        # a lower bound of the EE task's creation: its files are never older (a forgotten EE task's
+        # harvest has nothing else to tell its files from older ones of the same name)
+        submitted_at = datetime.now(UTC).isoformat()
         for _ in range(MAX_GENERATION_STEPS):
             rid = self._request_id(context, generation)
             try:
@@ -499,7 +579,12 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             raise EarthEngineRejected(f"Earth Engine refused {MAX_GENERATION_STEPS} requestIds for {description!r}.")
         self._operation = op
         self._persist_links(context, op["name"])
-        return {"operation": op["name"], "generation": generation, "request_id": rid, "inputs": self._inputs}
+        # stored with the operation: a later try uses it only for the same tile and arguments
+        return {
+            "operation": op["name"], "generation": generation, "request_id": rid, "inputs": self._inputs,
+            "tile_id": self.tile_id, "fingerprint": self._fingerprint(),
+            "submitted_at": op.get("create_time") or submitted_at,  # EE's clock where it says
+        }  # fmt: skip
 
     def _read_inputs(self, ee_object: Any) -> list[str]:
         """The full names of the EE assets the export's expression loads (for lineage; never fails
@@ -554,16 +639,22 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         dag_run = context.get("dag_run")
         run_start = getattr(dag_run, "start_date", None)
         prefix = f"{sanitize_description(self.dag_id)}."
+        token = self._run_token if self.run_scoped_names else ""
+
+        def this_run(text: str) -> bool:  # the token tells this run's EE tasks from other runs' in flight
+            return token in text if token else text.startswith(prefix)
+
         used = [
             float(op["eecu_seconds"])
             for op in (summarize(o) for o in self.hook.list_operations())
-            if (op["description"] or "").startswith(prefix)
+            if this_run(op["description"] or "")
             and _created_since(op, run_start)
             and op.get("eecu_seconds") is not None
         ]
-        spent, counted = sum(used), len(used)
+        spent, counted = math.fsum(used), len(used)
         budget = float(self.max_eecu_seconds)  # type: ignore[arg-type]
-        if spent >= budget:
+        # reached also when equal but for the last bits (EE's figures are decimals, summed in any order)
+        if spent >= budget or math.isclose(spent, budget, rel_tol=1e-9):
             raise EecuBudgetSpent(
                 f"EECU budget of run {getattr(dag_run, 'run_id', '?')} spent: {spent:,.1f} of {budget:,.1f} "
                 f"EECU-s used by {counted} export(s) of DAG {self.dag_id!r}; not submitting {description!r}. "
@@ -594,6 +685,80 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             )
         _DRIVE_STORAGE_OK.add(key)
 
+    def _export_task_ids(self) -> list[str]:
+        """The DAG's export tasks (any pool): their EE tasks carry the run's token."""
+        dag = self.dag if self.has_dag() else None
+        return [t.task_id for t in (dag.tasks if dag else []) if t.task_type == type(self).__name__] or [self.task_id]
+
+    def _left_behind(self, context: Context) -> tuple[int, int] | None:
+        """``(EE tasks of this run in flight, export task instances of the run holding a slot)``
+        when an export task instance of the run was killed or failed (its EE task may run on
+        without it); ``None`` when none was, or Airflow cannot say. A count of such task instances
+        comes first (one small query): only then are the run's states and EE's listing read."""
+        ti = context["ti"]
+        if not (hasattr(ti, "get_ti_count") and hasattr(ti, "get_task_states")):
+            return None
+        task_ids = self._export_task_ids()
+        try:
+            left = ti.get_ti_count(
+                dag_id=ti.dag_id, task_ids=task_ids, run_ids=[ti.run_id], states=sorted(LEFT_BEHIND_STATES)
+            )
+            if not left:
+                return None
+            states = ti.get_task_states(dag_id=ti.dag_id, task_ids=task_ids, run_ids=[ti.run_id])
+        except Exception as exc:  # an Airflow without these calls, or dag.test(): no check, as before
+            self.log.debug("Could not read the run's export states: %s", exc)
+            return None
+        holders = sum(str(s) in SLOT_STATES for s in (states or {}).get(ti.run_id, {}).values())
+        active = sum(
+            1
+            for op in self.hook.list_operations(500, max_pages=LIST_MAX_PAGES)
+            if op.get("metadata", {}).get("state") in ACTIVE_STATES
+            and self._run_token in (op.get("metadata", {}).get("description") or "")
+        )
+        return active, holders
+
+    def _hold_for_left_behind(self, context: Context) -> None:
+        """Keep "EE tasks in flight never exceed the pool" after a kill.
+
+        A task process killed while its EE task runs frees its pool slot at once, and its EE task
+        runs on until the retry re-attaches. Before submitting, the export counts its run's EE tasks
+        in flight (by the run's token) against the run's export task instances that hold a slot
+        (itself included): each holder has at most one EE task, so when the EE tasks are not fewer
+        than the holders, one was left behind by a killed try, and this export waits for one of
+        them to end (deferred, holding its slot; or in the worker) before it submits. Only the
+        run's own EE tasks are seen (other runs' and DAGs' are not), and two exports checking at
+        the same moment may both pass: a bound for the run's own kills, checked only once one of its
+        task instances was killed or failed.
+        """
+        if not (self.run_scoped_names and self._run_token):
+            return
+        deadline = time.monotonic() + self.wait_timeout if self.wait_timeout is not None else None
+        while (seen := self._left_behind(context)) is not None and seen[0] >= seen[1]:
+            active, holders = seen
+            self.log.warning(
+                "%d EE task(s) of this run are in flight for %d task instance(s) holding the pool's slots: a killed "
+                "try left its EE task running (its retry re-attaches to it). Waiting for one to end before submitting, "
+                "so that EE tasks in flight stay within the pool",
+                active, holders,
+            )  # fmt: skip
+            if self.deferrable:
+                from airflow_provider_gee.triggers.task import GeeQueueTrigger
+
+                self.defer(
+                    trigger=GeeQueueTrigger(
+                        f"projects/{self.hook.project}", holders, gcp_conn_id=self.gcp_conn_id,
+                        impersonation_chain=self.impersonation_chain, poll_interval=self.poll_interval,
+                        description_contains=self._run_token, timeout=self.wait_timeout,
+                    ),
+                    method_name="execute",
+                )  # fmt: skip
+            if deadline is not None and time.monotonic() > deadline:
+                raise EarthEngineError(
+                    f"Waited {self.wait_timeout} s for EE tasks a killed try left running; nothing was submitted."
+                )
+            time.sleep(self.poll_interval)
+
     def _admit(self, context: Context) -> None:
         """Admission control: defer until EE's queue is below ``max_ee_queue``, then run again."""
         if self.max_ee_queue is None:
@@ -610,11 +775,16 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             trigger=GeeQueueTrigger(
                 f"projects/{self.hook.project}", self.max_ee_queue, gcp_conn_id=self.gcp_conn_id,
                 impersonation_chain=self.impersonation_chain, poll_interval=self.poll_interval,
+                timeout=self.wait_timeout,
             ),
             method_name="execute",
         )  # fmt: skip
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
+        if not self._is_own(external_id, "EE task"):
+            self._stored = None  # not this export's: a fresh submission (its own requestId), generation 0
+            self._cancel_discarded(external_id.get("operation") if isinstance(external_id, dict) else None)
+            return "DISCARDED"
         self._stored = external_id
         self._inputs = external_id.get("inputs", self._inputs)
         try:
@@ -632,12 +802,33 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             EarthEngineTaskLink.persist(context, url=url)
         return str(self._operation["state"])
 
+    def _is_own(self, stored: Any, what: str) -> bool:
+        """Whether stored state (an EE task, a split plan) is this export's: the same tile and the
+        same export arguments. The store is keyed by the map index, and a re-run tiling can put
+        another tile there; other arguments (scale, CRS) would cut or write differently."""
+        mine = {"tile_id": self.tile_id, "fingerprint": self._fingerprint()}
+        if isinstance(stored, dict) and "fingerprint" not in stored and "operation" in stored:
+            return True  # kept by a version before fingerprints (an upgrade mid-run): trusted as it was
+        theirs = {k: stored.get(k) for k in mine} if isinstance(stored, dict) else {}
+        theirs["tile_id"] = None if theirs.get("tile_id") is None else str(theirs["tile_id"])
+        if theirs == mine:
+            return True
+        self.log.warning(
+            "Ignoring the stored %s of this task instance: it was kept for tile %r with export fingerprint %r, "
+            "this try exports tile %r with %r (a re-run tiling, or changed arguments): starting afresh",
+            what, theirs.get("tile_id"), theirs.get("fingerprint"), mine["tile_id"], mine["fingerprint"],
+        )  # fmt: skip
+        return False
+
     def _forgotten_operation(self, name: str, context: Context) -> str:
         """EE no longer knows a stored operation (it keeps tasks for a while only): done if the
         export's outputs exist, else submitted again (``FORGOTTEN`` makes the mixin resubmit)."""
         if self._outputs_exist(context):
             self.log.info("EE no longer knows EE task %s; its outputs exist: not submitting again", name)
-            self._operation = {"name": name, "state": "SUCCEEDED", "description": self.task_description(context)}
+            self._operation = {
+                "name": name, "state": "SUCCEEDED", "description": self.task_description(context),
+                "create_time": self._not_before(context, self._stored),
+            }  # fmt: skip
             return "SUCCEEDED"
         self.log.warning("EE no longer knows EE task %s and its outputs are missing: submitting again", name)
         return "FORGOTTEN"
@@ -649,16 +840,17 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         prefix = self._fill(self.file_name_prefix) or self.task_description(context)
         from airflow_provider_gee.operators.harvest import _DriveSource, _GcsSource
 
+        exts = export_extensions(self._file_format(), self.export_type)
         if self.destination == "gcs":
-            return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket, prefix).list())
+            return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket, prefix, exts).list())
         from airflow_provider_gee.hooks.drive import DriveHook
 
         drive = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
         try:
-            folder_id = drive.export_folder(self.folder, prefix)
+            folder_id = drive.export_folder(self.folder, prefix, exts)
         except GeeConfigurationError:  # no folder of that name: nothing was written
             return False
-        return bool(_DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id, prefix).list())
+        return bool(_DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id, prefix, exts).list())
 
     def is_job_active(self, status: str) -> bool:
         return status in ACTIVE_STATES
@@ -772,11 +964,44 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             self.tile, self._part_suffix = whole, ""
 
     def _stored_plan(self, context: Context) -> SplitPlan | None:
+        """The split plan kept for this export (same tile and arguments), else ``None``."""
         from airflow_provider_gee.utils.splitting import SplitPlan
 
         store = context.get("task_state_store")
         data = store.get(SPLIT_KEY) if store is not None else None
-        return SplitPlan(data) if data else None
+        if not data:
+            return None
+        if self._is_own(data, "split plan"):
+            return SplitPlan(data)
+        for part in data.get("parts", []):  # its parts' EE tasks would write beside this export's
+            if part.get("state") != "SUCCEEDED":
+                self._cancel_discarded(part.get("operation"))
+        return None  # the export starts afresh; a new split replaces the plan
+
+    def _cancel_discarded(self, name: str | None) -> None:
+        """Cancel an EE task of stored state this export does not use (another tile's at this map
+        index, or other arguments'): this task instance started it, and left running it would write
+        beside this export's outputs and outside the pool's bound."""
+        if not name:
+            return
+        try:
+            op = summarize(self.hook.get_operation(name))
+        except EarthEngineError as exc:
+            if exc.status_code == 404:  # EE no longer knows it: nothing runs
+                return
+            raise
+        if op["state"] in ACTIVE_STATES:
+            self.log.warning("Cancelling EE task %s of the ignored stored state (%s)", name, op["state"])
+            self.hook.cancel_operation(name)
+
+    @staticmethod
+    def _not_before(context: Context, stored: dict[str, Any] | None) -> str | None:
+        """When an EE task that EE no longer knows was created at the earliest: when it was
+        submitted, as stored, else the start of the DAG run. Its harvest takes no older file."""
+        if stored and stored.get("submitted_at"):
+            return str(stored["submitted_at"])
+        start = getattr(context.get("dag_run"), "start_date", None)
+        return start.isoformat() if start else None
 
     def _save_plan(self, context: Context, plan: SplitPlan) -> None:
         store = context.get("task_state_store")
@@ -789,6 +1014,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
         try:
             plan = SplitPlan.start(self.tile, failure, self._lattice())  # type: ignore[arg-type]
+            plan.data["fingerprint"] = self._fingerprint()  # the plan is used again only by this export
         except GeeConfigurationError as exc:
             raise EarthEngineTooBig(
                 f"{failure['error']} ({exc})", operation=failure["operation"] or "", state="FAILED"
@@ -808,6 +1034,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         """
         from airflow_provider_gee.utils.splitting import part_tile
 
+        self._inputs = self._inputs or plan.data.get("inputs")
         while (part := plan.current()) is not None:
             tile = part_tile(self.tile, part["tile_id"], self._lattice())  # type: ignore[arg-type]
             with self._as_part(tile):
@@ -852,7 +1079,10 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             if exc.status_code != 404:
                 raise
         if self._outputs_exist(context):  # EE forgot it; its outputs show it succeeded
-            return {"name": part["operation"], "state": "SUCCEEDED", "description": self.task_description(context)}
+            return {
+                "name": part["operation"], "state": "SUCCEEDED", "description": self.task_description(context),
+                "create_time": self._not_before(context, part),
+            }  # fmt: skip
         self.log.warning("EE no longer knows EE task %s of part %s: submitting again", part["operation"], self.tile_id)
         part.update(operation=None, generation=part["generation"] + 1)
         return None
@@ -866,11 +1096,16 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 f"EECU-s used by its refused EE tasks and exported parts; not exporting part {self.tile_id}. "
                 "Raise max_tile_eecu_seconds and clear the task, or use smaller tiles."
             )
+        self._hold_for_left_behind(context)
         description = self.task_description(context)
         if self.max_eecu_seconds is not None:
             self._check_budget(context, description)
         submitted = self._start(context, description, part["generation"])
-        part.update(operation=submitted["operation"], generation=submitted["generation"], state="PENDING")
+        part.update(
+            operation=submitted["operation"], generation=submitted["generation"], state="PENDING",
+            submitted_at=submitted["submitted_at"],
+        )  # fmt: skip
+        plan.data["inputs"] = self._inputs  # a retry that finds every part done still knows them (lineage)
         self._save_plan(context, plan)
         done = sum(p["state"] == "SUCCEEDED" for p in plan.parts)
         self.log.info("Part %s of tile %s (%d of %d done): EE task %s", self.tile_id, whole, done,
@@ -1044,6 +1279,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             "export_type": self.export_type,
             "destination": self.destination,
         }
+        if self._file_format() and self.destination != "asset":  # the harvest takes its extensions only
+            base["file_format"] = self._file_format()
         if self._inputs:
             base["inputs"] = self._inputs
         if self.destination == "asset":

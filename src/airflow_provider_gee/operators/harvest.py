@@ -31,7 +31,14 @@ from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
 from airflow_provider_gee.utils.lineage import drive_uri, export_output_uris
-from airflow_provider_gee.utils.operations import as_export_result, export_file_pattern, export_parts
+from airflow_provider_gee.utils.naming import RUN_TOKEN, run_token
+from airflow_provider_gee.utils.operations import (
+    ALL_EXTENSIONS,
+    as_export_result,
+    export_extensions,
+    export_file_pattern,
+    export_parts,
+)
 from airflow_provider_gee.utils.outlets import add_event_extras, destination_uri
 from airflow_provider_gee.utils.storage import (
     exclusive_temp,
@@ -164,13 +171,23 @@ def _rfc3339(value: str | None) -> datetime | None:
 
 
 class _DriveSource:
-    """Drive files through a DriveHook per thread (googleapiclient's HTTP is not thread-safe)."""
+    """Drive files through a DriveHook per thread (googleapiclient's HTTP is not thread-safe).
+
+    With a ``prefix``, only the files EE names for that export (its ``extensions``: the file
+    format's, :func:`~airflow_provider_gee.utils.operations.export_extensions`)."""
 
     kind = "drive"
 
-    def __init__(self, gcp_conn_id: str, impersonation_chain: Any, folder_id: str, prefix: str | None) -> None:
+    def __init__(
+        self,
+        gcp_conn_id: str,
+        impersonation_chain: Any,
+        folder_id: str,
+        prefix: str | None,
+        extensions: tuple[str, ...] = ALL_EXTENSIONS,
+    ) -> None:
         self.gcp_conn_id, self.impersonation_chain = gcp_conn_id, impersonation_chain
-        self.folder_id, self.prefix = folder_id, prefix
+        self.folder_id, self.prefix, self.extensions = folder_id, prefix, extensions
         self._local = threading.local()
 
     @property
@@ -183,7 +200,7 @@ class _DriveSource:
         return self._local.hook
 
     def list(self) -> list[RemoteFile]:
-        files = self.hook.list_folder(self.folder_id, export_prefix=self.prefix)
+        files = self.hook.list_folder(self.folder_id, export_prefix=self.prefix, extensions=self.extensions)
         return [
             RemoteFile(
                 f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"), _rfc3339(f.get("createdTime"))
@@ -210,15 +227,23 @@ class _DriveSource:
 
 
 class _GcsSource:
-    """Objects under a Cloud Storage prefix, through the Google provider's GCSHook."""
+    """Objects under a Cloud Storage prefix, through the Google provider's GCSHook (with a
+    prefix, only the objects EE names for that export, as :class:`_DriveSource`)."""
 
     kind = "gcs"
 
-    def __init__(self, gcp_conn_id: str, impersonation_chain: Any, bucket: str, prefix: str | None) -> None:
+    def __init__(
+        self,
+        gcp_conn_id: str,
+        impersonation_chain: Any,
+        bucket: str,
+        prefix: str | None,
+        extensions: tuple[str, ...] = ALL_EXTENSIONS,
+    ) -> None:
         from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
         self.hook = GCSHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)
-        self.bucket, self.prefix = bucket, prefix or ""
+        self.bucket, self.prefix, self.extensions = bucket, prefix or "", extensions
         self._lock = threading.Lock()
 
     def _bucket(self) -> Any:
@@ -226,7 +251,7 @@ class _GcsSource:
             return self.hook.get_conn().bucket(self.bucket)
 
     def list(self) -> list[RemoteFile]:
-        own = export_file_pattern(self.prefix) if self.prefix else None
+        own = export_file_pattern(self.prefix, self.extensions) if self.prefix else None
         out = []
         for blob in self.hook.get_conn().list_blobs(self.bucket, prefix=self.prefix):
             if own is not None and not own.fullmatch(blob.name):
@@ -276,6 +301,8 @@ class GeeHarvestOperator(GeeBaseOperator):
     :param prefix: the export's ``fileNamePrefix`` (templated; default: the export result's): only
         the files EE names for it are taken, ``prefix.ext`` and its parts
         ``prefix-RRRRRRRRRR-CCCCCCCCCC.ext``, never another file that merely starts with it.
+        ``{run_token}`` stands for the run's token, which the export adds to its names
+        (``run_scoped_names``): ``prefix="ndvi_{run_token}"`` for an export's ``"ndvi"``.
     :param bucket: Cloud Storage bucket (templated): harvest ``gs://bucket/prefix`` instead of Drive.
     :param destination: a local directory or an ``ObjectStoragePath`` URL (``file://``, ``gs://``,
         ``s3://``, ...) (templated).
@@ -346,6 +373,7 @@ class GeeHarvestOperator(GeeBaseOperator):
                 f"on_undeletable={on_undeletable!r}: use one of {', '.join(UNDELETABLE_ACTIONS)}."
             )
         self.on_undeletable = on_undeletable
+        self._run_start: datetime | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -360,19 +388,27 @@ class GeeHarvestOperator(GeeBaseOperator):
             raise GeeConfigurationError(f"export_result is {result.get('state')}, not SUCCEEDED: nothing to harvest.")
         # a part's outputs are named as the export names them: its suffix after a name without {tile_id}
         prefix = self.prefix + part_suffix if self.prefix is not None else result.get("file_name_prefix")
+        if self.prefix is not None and result.get("file_name_prefix") not in (None, prefix):
+            # a templated prefix must not point an export's harvest at other files (another run's)
+            raise GeeConfigurationError(
+                f"prefix={prefix!r} is not the prefix of the export it harvests ({result['file_name_prefix']!r}): "
+                "with export_result a harvest takes that export's files only; drop prefix=..."
+            )
         bucket = self.bucket or result.get("bucket")
+        # only the extensions of the export's file format: "ndvi.2020.tif" is not export "ndvi"'s
+        exts = export_extensions(result.get("file_format"), result.get("export_type")) if result else ALL_EXTENSIONS
         if bucket or result.get("destination") == "gcs":
             if not bucket:
                 raise GeeConfigurationError("A Cloud Storage harvest needs bucket=... (or a gcs export_result).")
-            return _GcsSource(self.gcp_conn_id, self.impersonation_chain, bucket, prefix)
+            return _GcsSource(self.gcp_conn_id, self.impersonation_chain, bucket, prefix, exts)
         folder_id = self.folder_id or result.get("drive_folder_id")
-        drive = _DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id or "", prefix)
+        drive = _DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id or "", prefix, exts)
         if folder_id:
             return drive
         if self.folder:  # the user's own folder name or path
             drive.folder_id = drive.hook.resolve_folder(self.folder)
         elif result:  # where EE wrote (its destination URI carried no folder id)
-            drive.folder_id = drive.hook.export_folder(result.get("folder"), prefix or "")
+            drive.folder_id = drive.hook.export_folder(result.get("folder"), prefix or "", exts)
         else:
             raise GeeConfigurationError("Say where to harvest from: folder=..., folder_id=... or export_result=....")
         return drive
@@ -381,6 +417,11 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.export_result = as_export_result(self.export_result)
+        # an export result without its EE task's creation time (EE forgot the task) takes no file
+        # older than this run: older files of the same name are another export's
+        self._run_start = getattr(context.get("dag_run"), "start_date", None)
+        if self.prefix is not None and RUN_TOKEN in self.prefix:  # the export's names carry the run's token
+            self.prefix = self.prefix.replace(RUN_TOKEN, run_token(context["ti"].dag_id, context["ti"].run_id))
         local, remote = target_dir(self.destination)  # fails before anything remote is touched
         result = self.export_result or {}
         try:
@@ -501,8 +542,11 @@ class GeeHarvestOperator(GeeBaseOperator):
             time.sleep(wait)
 
     def _own_files(self, files: list[RemoteFile], result: dict[str, Any]) -> list[RemoteFile]:
-        """Drop files created before the EE task (an earlier export's, same names)."""
+        """Drop files created before the EE task (an earlier export's, same names); for an export
+        result that does not say when (EE forgot the task), before this DAG run started."""
         started = _rfc3339(result.get("create_time"))
+        if started is None and result:
+            started = self._run_start
         if started is None:
             return files
         stale = [f for f in files if f.created is not None and f.created < started]
@@ -569,7 +613,11 @@ class GeeHarvestOperator(GeeBaseOperator):
         if shard:
             entry["shard"] = {"export": shard["prefix"], "row": int(shard["row"]), "col": int(shard["col"])}
         journal.add(entry)  # before the delete: a retry after it still accounts for the file
-        if self.delete_after:
+        if self.delete_after and not (f.md5 or f.crc32c):
+            # the copy matched in size only: a size is no proof of content, so the source stays
+            self.log.warning("Keeping %s at the source: it reports no md5 or crc32c to verify the copy against", what)
+            entry["action"] = f"{action}; kept (no checksum at the source to verify the copy against)"
+        elif self.delete_after:
             entry["action"] = self._delete_source(source, f, action)  # only now: the copy is verified
         return entry
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 from airflow_provider_gee.exceptions import EarthEngineError
 from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
 from airflow_provider_gee.utils.operations import (
+    ACTIVE_STATES,
     DEFAULT_WAIT_TIMEOUT,
     LIST_MAX_PAGES,
     TERMINAL_STATES,
@@ -132,7 +134,7 @@ class OperationPoller:
         counted = set().union(*(w.projects for w in watches))
         found: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
-        queues: dict[str, int] = {}
+        queues: dict[str, dict[str, Any]] = {}
         by_project: dict[str, set[str]] = defaultdict(set)
         if len(wanted) > GET_EACH_UP_TO:
             for name in wanted:
@@ -145,12 +147,18 @@ class OperationPoller:
             # and what the listing did not show is read one by one below
             params: dict[str, Any] = {"pageSize": LIST_PAGE_SIZE}
             active = 0
+            described: list[str] = []  # the active tasks' descriptions, for watchers that count some
             try:
                 for _ in range(LIST_MAX_PAGES):
                     page = await self._get(session, "GET", f"{project}/operations", params=params)
                     ops = page.get("operations", [])
                     found.update((op["name"], op) for op in ops if op.get("name") in names)
                     active += count_active(ops)
+                    described += [
+                        str(op.get("metadata", {}).get("description") or "")
+                        for op in ops
+                        if op.get("metadata", {}).get("state") in ACTIVE_STATES
+                    ]
                     if not page.get("nextPageToken") or not (names - found.keys() or project in counted):
                         break
                     params = {"pageSize": LIST_PAGE_SIZE, "pageToken": page["nextPageToken"]}
@@ -162,7 +170,7 @@ class OperationPoller:
                 errors[project] = exc.message
                 continue
             if project in counted:
-                queues[project] = active
+                queues[project] = {"active": active, "descriptions": described}
         for name in wanted - found.keys() - errors.keys():  # few watched, or not in the listing
             try:
                 found[name] = await self._get(session, "GET", name)
@@ -179,7 +187,7 @@ class OperationPoller:
                     w.queue.put_nowait((name, None, errors[name]))
             for project in w.projects:
                 if project in queues:
-                    w.queue.put_nowait((project, {"active": queues[project]}, None))
+                    w.queue.put_nowait((project, queues[project], None))
                 elif project in errors:
                     w.queue.put_nowait((project, None, errors[project]))
 
@@ -333,14 +341,18 @@ class GeeQueueTrigger(BaseTrigger):
     lists only the caller's own) is below ``limit``: admission control before submitting. Shares
     the listing of :class:`OperationPoller`.
 
-    Events: ``{"status": "admitted", "active": n}``, or ``{"status": "error", "message": ...}`` when
-    the listing fails for good.
+    Events: ``{"status": "admitted", "active": n}``; ``{"status": "error", "message": ...}`` when
+    the listing fails for good; ``{"status": "timeout", "message": ...}`` after ``timeout`` seconds
+    (a queue that never drains must not hold a pool slot for ever).
 
     :param project: ``projects/P``.
     :param limit: fire when fewer tasks than this are active.
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.
     :param poll_interval: seconds between polls.
+    :param description_contains: count only the active tasks whose description holds this text
+        (a run's token: the run's own EE tasks); ``None``: every active task.
+    :param timeout: seconds to wait at most (``None``: no limit).
     """
 
     def __init__(
@@ -350,6 +362,8 @@ class GeeQueueTrigger(BaseTrigger):
         gcp_conn_id: str = "google_cloud_default",
         impersonation_chain: str | Sequence[str] | None = None,
         poll_interval: float = 10.0,
+        description_contains: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         super().__init__()
         self.project = project
@@ -357,6 +371,8 @@ class GeeQueueTrigger(BaseTrigger):
         self.gcp_conn_id = gcp_conn_id
         self.impersonation_chain = impersonation_chain
         self.poll_interval = poll_interval
+        self.description_contains = description_contains
+        self.timeout = timeout
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -367,26 +383,40 @@ class GeeQueueTrigger(BaseTrigger):
                 "gcp_conn_id": self.gcp_conn_id,
                 "impersonation_chain": self.impersonation_chain,
                 "poll_interval": self.poll_interval,
+                "description_contains": self.description_contains,
+                "timeout": self.timeout,
             },
         )
+
+    def _active(self, queue: dict[str, Any]) -> int:
+        if self.description_contains is None:
+            return int(queue["active"])
+        return sum(self.description_contains in d for d in queue.get("descriptions", []))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         poller = OperationPoller.for_connection(self.gcp_conn_id, self.impersonation_chain, self.poll_interval)
         watch = poller.watch(projects=[self.project])
         last = None
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        what = f"{self.project}" + (f" ({self.description_contains!r})" if self.description_contains else "")
         try:
             while True:
-                _, queue, error = await watch.queue.get()
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    _, queue, error = await asyncio.wait_for(watch.queue.get(), wait)
+                except TimeoutError:
+                    message = f"EE queue of {what} still held {last} active tasks (limit {self.limit})"
+                    yield TriggerEvent({"status": "timeout", "message": f"{message} after {self.timeout} s"})
+                    return
                 if error is not None:
                     yield TriggerEvent({"status": "error", "message": f"{self.project}: {error}"})
                     return
-                if queue["active"] < self.limit:
-                    yield TriggerEvent({"status": "admitted", "active": queue["active"]})
+                active = self._active(queue)
+                if active < self.limit:
+                    yield TriggerEvent({"status": "admitted", "active": active})
                     return
-                if queue["active"] != last:
-                    self.log.info(
-                        "EE queue of %s: %d active tasks (limit %d)", self.project, queue["active"], self.limit
-                    )
-                    last = queue["active"]
+                if active != last:
+                    self.log.info("EE queue of %s: %d active tasks (limit %d)", what, active, self.limit)
+                    last = active
         finally:
             poller.unwatch(watch)

@@ -12,12 +12,59 @@ Run it where the ``airflow`` CLI works (CI, a scheduler container): ``gee-dag-ch
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 #: operators whose pool slot must stand for one EE task, deferred or not
 DEFERRING_TASK_TYPES = frozenset({"GeeExportOperator", "AssetMergeOperator", "GeeTaskSensor"})
+#: what in a name template makes it differ between runs: the run's token, or a Jinja expression
+#: of the run's id, date or interval
+RUN_SPECIFIC = re.compile(
+    r"\{run_token\}|\{\{[^}]*\b(run_id|ds|ds_nodash|ts|ts_nodash|logical_date|data_interval_start"
+    r"|data_interval_end)\b[^}]*\}\}"
+)
+#: the export's arguments that name things outside Airflow
+NAME_ARGUMENTS = ("file_name_prefix", "asset_id", "description")
+
+
+def _argument(task: Any, name: str, default: Any = None) -> Any:
+    """An operator's argument, also of a mapped task (``.partial(...).expand(...)``)."""
+    partial = getattr(task, "partial_kwargs", None)
+    if isinstance(partial, dict):
+        return partial.get(name, default)
+    return getattr(task, name, default)
+
+
+def naming_problems(dags: Iterable[Any]) -> list[str]:
+    """Exports that give every run the same names while several runs can be in flight.
+
+    With ``run_scoped_names=False`` an export's names are exactly as given: unless each one
+    differs per run (a Jinja run field such as ``{{ run_id }}`` or ``{{ ds }}``, or
+    ``{run_token}``), two runs in flight at once write, harvest and delete each other's outputs.
+    """
+    problems = []
+    for dag in dags:
+        if (getattr(dag, "max_active_runs", 1) or 1) <= 1:
+            continue
+        for task in dag.tasks:
+            if task.task_type != "GeeExportOperator" or _argument(task, "run_scoped_names", True):
+                continue
+            shared = [
+                name
+                for name in NAME_ARGUMENTS
+                if (value := _argument(task, name)) is not None and not RUN_SPECIFIC.search(str(value))
+            ]
+            if shared:  # the default description (and prefix) holds the run's period or run id
+                what = ", ".join(shared)
+                problems.append(
+                    f"Task {task.task_id!r} of DAG {dag.dag_id!r} sets run_scoped_names=False and {what} "
+                    f"hold(s) nothing run-specific, while the DAG allows {dag.max_active_runs} runs at once: two runs "
+                    "in flight would write, harvest and delete each other's files. Fix: drop run_scoped_names=False, "
+                    "put {{ run_id }} or {run_token} in the names, or set max_active_runs=1 on the DAG."
+                )
+    return problems
 
 
 def pool_problems(dags: Iterable[Any], pools: Mapping[str, bool]) -> list[str]:
@@ -67,11 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     bag = DagBag(dag_folder=folder)
     for path, error in bag.import_errors.items():
         print(f"{path}: does not import: {error.strip().splitlines()[-1]}")
-    problems = pool_problems(bag.dags.values(), deployment_pools())
+    problems = pool_problems(bag.dags.values(), deployment_pools()) + naming_problems(bag.dags.values())
     for problem in problems:
         print(problem)
     if not problems and not bag.import_errors:
-        print(f"OK: {len(bag.dags)} DAGs in {folder}; every pool they use exists and counts deferred EE tasks.")
+        print(
+            f"OK: {len(bag.dags)} DAGs in {folder}; every pool they use exists and counts deferred EE tasks, and no "
+            "export gives two runs in flight the same names."
+        )
         return 0
     return 1
 

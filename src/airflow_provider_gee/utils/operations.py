@@ -27,15 +27,45 @@ DEFAULT_WAIT_TIMEOUT = float(EE_TASK_MAX_SECONDS + 3600)
 LIST_MAX_PAGES = 10
 
 
-def export_file_pattern(prefix: str) -> re.Pattern[str]:
+#: The extensions EE gives an export's files, by its file format as the REST API names it
+#: (``ee/_cloud_api_utils.py`` ``convert_to_image_file_format``/``convert_to_table_file_format``
+#: map the client's ``GeoTIFF``, ``GeoJSON``, ``TFRecord`` onto these). TFRecord and shapefile
+#: exports write several files; their exact names are not documented (docs/emulator.md).
+EXPORT_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "GEO_TIFF": ("tif",),
+    "TF_RECORD_IMAGE": ("tfrecord", "tfrecord.gz", "json"),
+    "CSV": ("csv",),
+    "GEO_JSON": ("geojson",),
+    "KML": ("kml",),
+    "KMZ": ("kmz",),
+    "SHP": ("shp", "shx", "dbf", "prj", "cpg", "zip"),
+    "TF_RECORD_TABLE": ("tfrecord", "tfrecord.gz"),
+}
+ALL_EXTENSIONS: tuple[str, ...] = tuple(sorted({e for exts in EXPORT_EXTENSIONS.values() for e in exts}))
+
+
+def export_extensions(file_format: str | None, export_type: str | None) -> tuple[str, ...]:
+    """The extensions of the files EE writes for an export of ``export_type`` (``image`` or
+    ``table``) in ``file_format`` (as ``ee.batch`` or the REST API spell it; ``None``: EE's default,
+    GeoTIFF for images, CSV for tables). Unknown: every extension EE writes."""
+    fmt = (file_format or {"image": "GeoTIFF", "table": "CSV"}.get(export_type or "", "")).upper()
+    fmt = {"GEOTIFF": "GEO_TIFF", "GEOJSON": "GEO_JSON"}.get(fmt, fmt)
+    if fmt == "TFRECORD":
+        fmt = {"image": "TF_RECORD_IMAGE", "table": "TF_RECORD_TABLE"}.get(export_type or "", "")
+    return EXPORT_EXTENSIONS.get(fmt, ALL_EXTENSIONS)
+
+
+def export_file_pattern(prefix: str, extensions: tuple[str, ...] = ALL_EXTENSIONS) -> re.Pattern[str]:
     """The names EE gives the files of an export with ``fileNamePrefix=prefix``, and no others.
 
-    EE writes ``prefix.ext`` (``.tif``, ``.csv``, ``.geojson``, ``.tfrecord.gz``, ...) or, for a
-    GeoTIFF split into parts, ``prefix-RRRRRRRRRR-CCCCCCCCCC.ext`` (pixel row and column offsets,
-    ten digits each; see docs/emulator.md for the sources). A name that merely starts with the
-    prefix (``t10.tif`` for prefix ``t1``) belongs to another export.
+    EE writes ``prefix.ext`` or, for a GeoTIFF split into parts,
+    ``prefix-RRRRRRRRRR-CCCCCCCCCC.ext`` (pixel row and column offsets, ten digits each; see
+    docs/emulator.md for the sources), with the extensions of its file format
+    (:func:`export_extensions`). A name that merely starts with the prefix (``t10.tif`` for prefix
+    ``t1``, ``ndvi.2020.tif`` for prefix ``ndvi``) belongs to another export.
     """
-    return re.compile(rf"{re.escape(prefix)}(?:-\d{{10}}-\d{{10}})?(?:\.[A-Za-z0-9]+){{1,2}}")
+    ext = "|".join(re.escape(e) for e in sorted(extensions, key=len, reverse=True))
+    return re.compile(rf"{re.escape(prefix)}(?:-\d{{10}}-\d{{10}})?\.(?:{ext})")
 
 
 def count_active(operations: list[dict[str, Any]]) -> int:

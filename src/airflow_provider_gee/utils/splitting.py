@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.utils.naming import PART_SEPARATOR
 
 #: EE's errors that mean "this computation is too big for one task": a smaller region helps. From
 #: EE's debugging guide ("Scaling errors") and the errors of ``Export``/``reduceRegion``; matched
@@ -102,7 +103,7 @@ def split_tile(tile: dict[str, Any], snap: Sequence[float] | None = None) -> lis
         if to_wgs84 is not None:
             square = to_wgs84(shapely.segmentize(square, (c - a) / 8))
         piece = shapely.intersection(geometry, square)
-        part: dict[str, Any] = {**tile, "tile_id": f"{tile['tile_id']}_q{q}", "cell": _round_list(cell)}
+        part: dict[str, Any] = {**tile, "tile_id": f"{tile['tile_id']}{PART_SEPARATOR}{q}", "cell": _round_list(cell)}
         if points is not None:
             ids, x, y = points
             east, north = x >= mx, y >= my

@@ -142,6 +142,9 @@ class EmulatorConfig:
     max_pixels_per_task: int | None = None
     memory_limit_pixels: int | None = None
     task_timeout_seconds: float | None = None
+    #: a table asset's ``featureCount``: "when_nonzero" (written unless 0, as proto3 JSON does) or
+    #: "never" (EE need not have counted a table yet; when it has, the REST reference does not say)
+    feature_count: str = "when_nonzero"
 
 
 #: EECU-seconds per pixel x band x image read: the emulator's cost model (docs/emulator.md)
@@ -562,7 +565,8 @@ class EarthEngineState:
     # ---------------------------------------------------------------- assets
 
     def _asset_resource(self, asset: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in asset.items() if not k.startswith("_")}
+        hidden = ("featureCount",) if self.config.feature_count == "never" else ()
+        return {k: v for k, v in asset.items() if not k.startswith("_") and k not in hidden}
 
     def _store_asset(self, op: Operation, asset_type: str, payload: dict[str, Any]) -> list[str]:
         dest = op.body["assetExportOptions"]["earthEngineDestination"]

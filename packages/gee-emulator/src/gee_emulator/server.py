@@ -709,7 +709,7 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
         h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
     for key in (
         "operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation",
-        "max_pixels_per_task", "memory_limit_pixels", "task_timeout_seconds",
+        "max_pixels_per_task", "memory_limit_pixels", "task_timeout_seconds", "feature_count",
     ):  # fmt: skip
         if key in body:
             setattr(cfg, key, body[key])
@@ -732,6 +732,7 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
             "max_pixels_per_task": cfg.max_pixels_per_task,
             "memory_limit_pixels": cfg.memory_limit_pixels,
             "task_timeout_seconds": cfg.task_timeout_seconds,
+            "feature_count": cfg.feature_count,
         },
     )
 
