@@ -298,9 +298,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if text is None:
             return None
         name = text.replace("{tile_id}", self.tile_id or "")
-        if RUN_TOKEN in name and self._run_token:  # a placed token is filled whatever run_scoped_names says
-            name = name.replace(RUN_TOKEN, self._run_token)
-        elif self.run_scoped_names and self._run_token:
+        # a placed token is filled whatever run_scoped_names says; only the appended one is optional
+        if self._run_token and (self.run_scoped_names or RUN_TOKEN in name):
             name = scoped_name(name, self._run_token)
         return name if "{tile_id}" in text else name + self._part_suffix
 
@@ -387,7 +386,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 raise GeeConfigurationError(f"{name} must be a positive number of EECU-seconds, got {value!r}.")
         if self.description is not None:
             # checked as given (the run's token is added later, shortened to EE's limit if need be)
-            raw = self.description.replace("{tile_id}", self.tile_id or "").replace("{run_token}", "0" * 8)
+            raw = self.description.replace("{tile_id}", self.tile_id or "").replace(RUN_TOKEN, "0" * 8)
             if problem := description_problem(raw):
                 raise GeeConfigurationError(f"description={raw!r}: {problem}.")
 
