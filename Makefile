@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # dev/ (the local Airflow harness, the demo driver) is development code, not installed: run from the root
 RUN := PYTHONPATH=. $(PY)
 
-.PHONY: demo test compat dist bench lint format lock lock-oldest emulator clean chromium
+.PHONY: demo test check compat dist bench lint format lock lock-oldest emulator clean chromium
 
 $(STAMP): pyproject.toml packages/gee-emulator/pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,20 @@ chromium:
 demo: $(STAMP) chromium
 	$(RUN) -m dev.demo
 
-# Fast unit tests first (no database, no subprocess; they fail fast), then the integration tests
-# (real clients, emulator, real Airflow processes) and the system tests (fresh installs: make compat).
-test: $(STAMP) chromium
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+# Lint and the security scan, the fast unit tests (no database, no subprocess; they fail fast), then
+# the integration tests (real clients, emulator, real Airflow processes) and the system tests (fresh
+# installs: make compat) on three workers: two queues of whole Airflow deployments side by side and
+# one for the rest (tests/conftest.py, HEAVY_QUEUES).
+test: lint $(STAMP) chromium
 	$(VENV)/bin/pytest tests/unit -x -q
-	$(VENV)/bin/pytest tests/integration tests/system
+	$(VENV)/bin/pytest -n 3 --dist loadgroup tests/integration tests/system
+
+# The inner loop, under five minutes: lint, the unit tests, and the integration tests that run no
+# whole DAG and build no virtualenv (not marked slow), on three workers (they wait on the emulator
+# much of the time).
+check: lint
+	$(VENV)/bin/pytest tests/unit -x -q
+	$(VENV)/bin/pytest -n 3 -m "not slow" -q tests/integration
 
 # The wheel in fresh virtualenvs: only Airflow (oldest supported, newest pinned), then the provider.
 compat: $(STAMP)
@@ -58,6 +65,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -q -c pyproject.toml -r src packages/gee-emulator/src
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

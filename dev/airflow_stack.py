@@ -11,8 +11,10 @@ them, and stops everything it started.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -32,10 +34,28 @@ TERMINAL_RUN_STATES = ("success", "failed")
 LOCAL_SETTINGS = Path(__file__).resolve().parents[1] / "docker" / "airflow_local_settings.py"
 
 
+#: Ports for processes that bind them later (an api-server some seconds after it is chosen, a
+#: Cloud Storage stand-in) lie below the kernel's ephemeral range (32768-60999 by default), where
+#: no other process's bind to port 0 can take them meanwhile, in a block per pytest-xdist worker
+#: (and one for everything outside pytest), starting at a random place in it.
+_PORT_BASE, _PORT_BLOCK = 20000, 1500
+_port_offsets = itertools.count(random.randrange(_PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port of 127.0.0.1 that is free now and that no port-0 bind will hand out meanwhile."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    block = int(worker[2:]) % 7 if worker.startswith("gw") and worker[2:].isdigit() else 7
+    start = _PORT_BASE + _PORT_BLOCK * block
+    for _ in range(_PORT_BLOCK):
+        port = start + next(_port_offsets) % _PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken
+        return port
+    raise RuntimeError(f"No free port in {start}-{start + _PORT_BLOCK - 1}.")
 
 
 class AirflowStack:

@@ -78,9 +78,17 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
 
 
 def build_wheel() -> Path:
+    """The provider's wheel, built from a copy of the tree: setuptools writes ``build/`` and
+    ``src/*.egg-info`` where it builds, and the tests running beside it import the provider from
+    ``src/`` (its editable install) meanwhile."""
     out = ROOT / "build" / "dist"
     shutil.rmtree(out, ignore_errors=True)
-    run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)])
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "dist", "demo-output", "*.egg-info", "__pycache__",
+                                  ".pytest_cache", ".lock-venv")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gee-wheel-") as tmp:
+        tree = Path(tmp) / "tree"
+        shutil.copytree(ROOT, tree, ignore=skip)
+        run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(tree)])
     (wheel,) = out.glob("airflow_provider_gee-*.whl")
     return wheel
 
@@ -92,7 +100,8 @@ def wheel_problems(wheel: Path) -> list[str]:
     names = zipfile.ZipFile(wheel).namelist()
     problems = [n for n in names if not n.startswith(("airflow_provider_gee/", "airflow_provider_gee-"))]
     problems += [n for n in names if "emulator" in n.split("/")[-1] or "airflow_stack" in n or "demo" in n]
-    for needed in ("airflow_provider_gee/py.typed", "airflow_provider_gee/plugins/tile_map.html"):
+    page = ("tile_map.html", "tile_map.js", "tile_map.css")
+    for needed in ("airflow_provider_gee/py.typed", *(f"airflow_provider_gee/plugins/{n}" for n in page)):
         if needed not in names:
             problems.append(f"{needed} missing")
     return problems

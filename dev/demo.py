@@ -36,7 +36,7 @@ from typing import Any
 
 import requests
 
-from dev.airflow_stack import LOCAL_SETTINGS, AirflowStack
+from dev.airflow_stack import LOCAL_SETTINGS, AirflowStack, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 8 x 5 cells of 0.02 degrees near Berlin (slightly inset so no cell only touches the edge)
@@ -81,7 +81,7 @@ def run_gcs_demo(out: Path, example: Path, conf: dict[str, Any], emulator_args: 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -103,14 +103,6 @@ def run_gcs_demo(out: Path, example: Path, conf: dict[str, Any], emulator_args: 
         return summary
     finally:
         server.stop()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

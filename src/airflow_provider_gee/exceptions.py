@@ -1,7 +1,12 @@
 """Exceptions raised by the provider.
 
-Every error that comes back from Earth Engine becomes one :class:`EarthEngineError` that keeps EE's
-own message and says whether trying again can help, so callers never have to parse HTTP codes.
+Every error the provider raises is a :class:`GeeError`, on one of two branches: a
+:class:`GeeRetryableError` leaves it to the task's retries (EE or Drive may answer otherwise
+later), a :class:`GeeFailFastError` fails the task without retries (the same input fails the same
+way). Every error that comes back from Earth Engine becomes one :class:`EarthEngineError` that
+keeps EE's own message and says whether the same request may succeed later, so callers never
+have to parse HTTP codes. Every exception survives pickling (it crosses process boundaries:
+Celery, the triggerer, multiprocessing), with its fields.
 """
 
 from __future__ import annotations
@@ -20,7 +25,31 @@ RETRYABLE_STATUS_CODES = frozenset({408, 429, 500, 502, 503, 504})
 QUEUE_FULL = re.compile(r"Too many tasks already in the queue")
 
 
-class EarthEngineError(AirflowException):
+def _rebuild(cls: type[GeeError], args: tuple[Any, ...], state: dict[str, Any]) -> GeeError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class GeeError(AirflowException):
+    """The root of every exception the provider raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # args and every field as they are: the constructors take keyword-only arguments that the
+        # default pickling (cls(*args)) would drop, or fail on
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+class GeeRetryableError(GeeError):
+    """An error the task's retries may get past (Airflow retries it as configured)."""
+
+
+class GeeFailFastError(GeeError, AirflowFailException):
+    """An error that fails the task at once, without retries: trying again fails the same way."""
+
+
+class EarthEngineError(GeeRetryableError):
     """An Earth Engine request or task failed.
 
     :param message: EE's own message, unchanged.
@@ -55,14 +84,6 @@ class EarthEngineError(AirflowException):
             retryable=status_code in RETRYABLE_STATUS_CODES or bool(QUEUE_FULL.search(message)),
         )
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the keyword-only fields when the exception crosses a process boundary.
-        return (_rebuild_error, (self.message, self.status_code, self.status, self.retryable))
-
-
-def _rebuild_error(message: str, status_code: int | None, status: str | None, retryable: bool):
-    return EarthEngineError(message, status_code=status_code, status=status, retryable=retryable)
-
 
 def _parse_google_error(body: bytes | str) -> tuple[str, str | None]:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
@@ -83,35 +104,28 @@ class EarthEngineTaskFailed(EarthEngineError):
         self.operation = operation
         self.state = state
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.message,), {"operation": self.operation, "state": self.state})
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.operation = state["operation"]
-        self.state = state["state"]
-
-
-class EarthEngineTooBig(EarthEngineTaskFailed, AirflowFailException):
+class EarthEngineTooBig(EarthEngineTaskFailed, GeeFailFastError):
     """EE refused the export for its size (one of
     :data:`~airflow_provider_gee.utils.splitting.SIZE_ERRORS`) and it was not split, or is still
     too big at ``max_split_depth``: fails without retries, as the same export fails the same way."""
 
 
-class DownloadVerificationError(AirflowException):
+class DownloadVerificationError(GeeRetryableError):
     """A downloaded file's size or md5 differs from the source's; the source copy is kept."""
 
 
-class GeeConfigurationError(AirflowFailException):
+class GeeConfigurationError(GeeFailFastError):
     """The user's input (arguments, connection, files) is wrong; the message names it and the fix.
 
     Fails the task without retries: the same input fails the same way."""
 
 
-class EarthEngineRejected(AirflowFailException):
+class EarthEngineRejected(GeeFailFastError):
     """EE refused a submission for good (bad expression, permission, missing asset): fails the
     task without retries, with EE's message."""
 
 
-class EecuBudgetSpent(AirflowFailException):
+class EecuBudgetSpent(GeeFailFastError):
     """The DAG run's EECU budget (``max_eecu_seconds``) is spent: the export was not submitted.
     Fails the task without retries (a retry would find the budget as spent)."""

@@ -94,11 +94,12 @@ def test_the_queue_count_reads_past_a_page_of_finished_tasks(hook, emulator):
 # ---------------------------------------------------------------- forgotten operations
 
 
-@pytest.mark.emulator(task_seconds=0.05, operation_ttl_seconds=0.2)
+@pytest.mark.emulator(task_seconds=0.05, operation_ttl_seconds=2.0)
 def test_ee_forgets_finished_tasks_and_their_request_ids(hook, emulator):
     first = export_constant(hook, "ttl-1")["name"]
+    # the TTL leaves a busy machine time to see the task done before EE forgets it
     wait_for(lambda: hook.get_operation(first).get("done"))
-    time.sleep(0.3)  # past the TTL
+    time.sleep(2.5)  # past the TTL
     with pytest.raises(EarthEngineError) as err:
         hook.get_operation(first)
     assert err.value.status_code == 404

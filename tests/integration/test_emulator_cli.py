@@ -54,6 +54,25 @@ def test_refuses_a_non_loopback_host():
     assert "loopback only" in result.stderr
 
 
+def test_a_non_loopback_host_needs_require_auth(tmp_path):
+    """Off loopback, the admin routes would hand the generated private key to anyone on the network."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gee_emulator", "--host", "0.0.0.0", "--allow-remote", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "without require_auth / --require-auth" in result.stderr
+    token_file = tmp_path / "admin.json"
+    proc, url, _ = start("--host", "0.0.0.0", "--allow-remote", "--require-auth", "--admin-token-file", str(token_file))
+    try:
+        port = url.rsplit(":", 1)[1]
+        assert requests.get(f"http://127.0.0.1:{port}/_emulator/connection", timeout=10).status_code == 401
+    finally:
+        stop(proc)
+
+
 def test_state_dir_keeps_assets_and_drive_files_across_a_restart(tmp_path):
     proc, url, _ = start(state_dir=tmp_path)
     try:

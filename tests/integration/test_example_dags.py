@@ -77,6 +77,7 @@ def assert_no_secrets_under(root: Path) -> None:
     assert len(scanned) >= 24 and not hits, hits[:20]
 
 
+@pytest.mark.slow  # the whole example DAG, in process (about 100 s)
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.emulator(ee_concurrency=4, task_seconds=0.1)
 def test_point_sampling_example_merges_and_downloads_every_point(emulator, monkeypatch, tmp_path):

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dev.demo import ROOT, _free_port, airflow_stack, emulator_process
+from dev.airflow_stack import free_port
+from dev.demo import ROOT, airflow_stack, emulator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,7 +60,7 @@ def test_four_runs_at_once_to_drive_and_cloud_storage_never_mix(tmp_path):
     dags = tmp_path / "dags"
     dags.mkdir()
     constant_year_example(dags)
-    port = _free_port()
+    port = free_port()
     gcs = create_server("127.0.0.1", port, in_memory=True)
     gcs.start()
     gcs_url = f"http://127.0.0.1:{port}"

@@ -79,6 +79,7 @@ def test_two_harvests_into_one_destination_keep_both_files(gee_conn, emulator, t
     assert emulator.stats()["drive_files"] == 0
 
 
+@pytest.mark.slow  # Drive's client retries 20 failed deletes with backoff
 def test_a_retry_after_a_try_that_deleted_some_sources_lists_every_file(gee_conn, emulator, tmp_path):
     files = [seed(emulator, "r", f"part-{i}.bin", 50_000, seed=i) for i in range(3)]
     # the first two deletes go through, then Drive fails for longer than the client retries

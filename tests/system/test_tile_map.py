@@ -86,7 +86,10 @@ def test_the_tile_map_shows_the_runs_tiles_in_a_real_browser(tmp_path):
 
                 base = f"dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/tile_pipeline.export"
                 stack._wait(export_progress_logged, 300, "an export in EE to log its progress", 0.5)
-                during = _Page(render(page, wait_ms=3000))
+                for _ in range(4):  # a loaded machine starts Chromium slowly: look again if EE moved on
+                    during = _Page(render(page, wait_ms=3000))
+                    if any(t["state"] == "in_ee" and "progress" in t for t in during.tiles.values()):
+                        break
                 after_during = stack.task_instances(DAG_ID, run_id)
                 assert stack.wait_for_run(DAG_ID, run_id, timeout=600) == "success"
                 shot = tmp_path / "tile_map.png"

@@ -32,6 +32,9 @@ def test_services_of_a_celery_deployment_are_there():
     assert services["airflow-worker"]["deploy"]["replicas"] >= 2
     assert effective_env(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert services["gee-emulator"]["profiles"] == ["emulator"]
+    # it listens on the compose network: only with tokens checked (its admin routes serve its key)
+    command = services["gee-emulator"]["command"].split()
+    assert "--allow-remote" in command and "--require-auth" in command and "--admin-token-file" in command
 
 
 def test_images_are_pinned():

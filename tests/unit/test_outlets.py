@@ -52,3 +52,25 @@ def test_event_extras_go_to_every_asset_outlet():
     a, b = Asset(name="a"), Asset(name="b")
     add_event_extras({"outlet_events": Events()}, [a, b], {"tiles": 4})
     assert {k.name: v.extra for k, v in events.items()} == {"a": {"tiles": 4}, "b": {"tiles": 4}}
+    # an event is shown to whoever may see the asset: a URL's secrets are not in it
+    add_event_extras({"outlet_events": Events()}, [a], {"cog": "s3://AKIAX:s3cr3t@bucket/m.tif", "files": 2})
+    assert events[a].extra == {"cog": "s3://AKIAX:***@bucket/m.tif", "files": 2}
+
+
+def test_secrets_in_a_destination_url_are_redacted_where_it_is_shown():
+    from airflow_provider_gee.utils.lineage import operator_lineage
+    from airflow_provider_gee.utils.outlets import destination_uri, redact_url
+
+    assert (
+        redact_url("s3://AKIAEXAMPLE:s3cr3t@bucket/tiles?X-Amz-Signature=abc#k")
+        == "s3://AKIAEXAMPLE:***@bucket/tiles?***#***"
+    )
+    assert redact_url("https://ghp_token@example.com/data") == "https://***@example.com/data"
+    assert redact_url("gs://my_gcs_conn@bucket/tiles") == "gs://my_gcs_conn@bucket/tiles"  # an Airflow connection id
+    assert redact_url("/data/gee/tiles") == "/data/gee/tiles"
+    assert redact_url("gs://[bucket/x") == "gs://***"  # unparseable: nothing after the scheme
+    assert destination_uri("gs://user:pw@bucket/out/?token=t") == "gs://user:***@bucket/out/?***"
+    lineage = operator_lineage(["gs://bucket/in?key=k"], ["s3://AKIAEXAMPLE:s3cr3t@bucket/tiles?X-Amz-Signature=abc"])
+    text = repr(lineage)
+    assert "s3cr3t" not in text and "abc" not in text and "key=k" not in text
+    assert lineage.outputs[0].namespace == "s3://AKIAEXAMPLE:***@bucket"

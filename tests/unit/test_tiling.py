@@ -263,3 +263,14 @@ def test_operators_return_tiles_and_check_max_map_length(region_files, points, m
     monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "50")
     with pytest.raises(GeeConfigurationError, match=r"80 items, more than \[core\] max_map_length = 50"):
         op.execute({})
+
+
+def test_an_error_names_a_region_file_by_its_whole_path(tmp_path):
+    """However deep the directory (a worker's, a CI runner's), the message names the file itself."""
+    deep = tmp_path.joinpath(*(["a-rather-long-directory-name"] * 4))
+    deep.mkdir(parents=True)
+    empty = deep / "empty-region.geojson"
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(GeeConfigurationError) as refused:
+        grid_tiles(str(empty), 0.01)
+    assert str(refused.value) == f"Region {str(empty)!r} is empty: it holds no geometry to tile."

@@ -158,7 +158,7 @@ class DriveHook(GeeConnectionMixin, GoogleDriveHook):
         """
         target = Path(target)
         part = exclusive_temp(target.parent)
-        digest = hashlib.md5()
+        digest = hashlib.md5(usedforsecurity=False)
         request = self.get_conn().files().get_media(fileId=file["id"], supportsAllDrives=True)
         try:
             with part.open("r+b") as fh:

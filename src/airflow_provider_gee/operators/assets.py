@@ -643,7 +643,8 @@ class GeeAssetCleanupOperator(GeeBaseOperator):
 
     def __init__(self, *, folder: str, pattern: str = "*", dry_run: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.folder, self.pattern, self.dry_run = folder, pattern, dry_run
+        # not self.dry_run: that would hide Airflow's BaseOperator.dry_run() method
+        self.folder, self.pattern, self.list_only = folder, pattern, dry_run
 
     def execute(self, context: Context) -> list[str]:
-        return self.hook.delete_tree(self.folder, pattern=self.pattern, dry_run=self.dry_run)
+        return self.hook.delete_tree(self.folder, pattern=self.pattern, dry_run=self.list_only)

@@ -417,7 +417,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             return scoped_description(text, token, "_", tail)
         ti = context["ti"]
         start = context.get("data_interval_start")
-        period = start.strftime("%Y%m%dT%H%M") if start else hashlib.sha1(ti.run_id.encode()).hexdigest()[:10]
+        run_digest = hashlib.sha1(ti.run_id.encode(), usedforsecurity=False).hexdigest()[:10]
+        period = start.strftime("%Y%m%dT%H%M") if start else run_digest
         parts = [ti.dag_id, ti.task_id, self.tile_id or f"m{ti.map_index}", period]
         return scoped_description(".".join(p for p in parts if p), token, ".")
 

@@ -39,7 +39,7 @@ from airflow_provider_gee.utils.operations import (
     export_file_pattern,
     export_parts,
 )
-from airflow_provider_gee.utils.outlets import add_event_extras, destination_uri
+from airflow_provider_gee.utils.outlets import add_event_extras, destination_uri, redact_url
 from airflow_provider_gee.utils.storage import (
     exclusive_temp,
     link_new,
@@ -77,7 +77,7 @@ def safe_name(title: str) -> str:
         stem, dot, ext = name.rpartition(".")
         ext = f".{ext}" if dot and 0 < len(ext) <= 10 else ""
         stem = name[: len(name) - len(ext)] if ext else name
-        digest = hashlib.sha1(title.encode()).hexdigest()[:8]
+        digest = hashlib.sha1(title.encode(), usedforsecurity=False).hexdigest()[:8]
         room = MAX_NAME_BYTES - len(ext.encode()) - 9
         stem = stem.encode()[:room].decode(errors="ignore")
         name = f"{stem}-{digest}{ext}"
@@ -109,7 +109,7 @@ class HarvestJournal:
     """
 
     def __init__(self, local: Path, remote: ObjectStoragePath | None, key: str) -> None:
-        self.name = f".gee-harvest-{hashlib.sha1(key.encode()).hexdigest()[:16]}.json"
+        self.name = f".gee-harvest-{hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]}.json"
         self.local, self.remote = local, remote
         self.entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -481,7 +481,8 @@ class GeeHarvestOperator(GeeBaseOperator):
         plan = self._plan_names(files)
         total = sum(f.size for f in files)
         self.log.info(
-            "Harvesting %d files (%d bytes) from %s to %s%s", len(files), total, source.where(), self.destination,
+            "Harvesting %d files (%d bytes) from %s to %s%s", len(files), total, source.where(),
+            redact_url(str(self.destination)),
             f"; {len(earlier)} harvested by an earlier try" if earlier else "",
         )  # fmt: skip
         progress = {"files": 0, "bytes": 0}
@@ -549,6 +550,9 @@ class GeeHarvestOperator(GeeBaseOperator):
             started = self._run_start
         if started is None:
             return files
+        # EE stamps its task to the microsecond, Drive and Cloud Storage their files to the
+        # millisecond: a file made in the task's own millisecond is the task's, not older
+        started = started.replace(microsecond=started.microsecond // 1000 * 1000)
         stale = [f for f in files if f.created is not None and f.created < started]
         if stale:
             self.log.warning(
@@ -565,7 +569,7 @@ class GeeHarvestOperator(GeeBaseOperator):
         taken: set[str] = set()  # case-folded: distinct on a case-insensitive filesystem too
         for f in sorted(files, key=lambda f: (f.name, f.id)):
             own = safe_name(f.name)
-            tag = hashlib.sha1(f.id.encode()).hexdigest()[:8]
+            tag = hashlib.sha1(f.id.encode(), usedforsecurity=False).hexdigest()[:8]
             name = next(n for n in _names(own, tag) if n.casefold() not in taken)
             taken.add(name.casefold())
             names[f.id] = name

@@ -18,7 +18,13 @@ from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.utils import stitch
 from airflow_provider_gee.utils.extras import require_extra
 from airflow_provider_gee.utils.lineage import LineageMixin
-from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, destination_uri, is_template
+from airflow_provider_gee.utils.outlets import (
+    add_event_extras,
+    default_outlets,
+    destination_uri,
+    is_template,
+    redact_url,
+)
 from airflow_provider_gee.utils.storage import is_remote, local_input, target_dir, upload_verified
 
 COG_COMPRESSIONS = ("DEFLATE", "LZW", "ZSTD", "LZMA", "JPEG", "WEBP", "LERC", "LERC_DEFLATE", "LERC_ZSTD", "NONE")
@@ -238,7 +244,9 @@ class TableStitchOperator(LineageMixin, BaseOperator):
     ) -> dict[str, Any]:
         if any(is_remote(f.path) for f in files):
             files = _local_files(files, work)
-        self.log.info("Stitching %d tables into %s (key: %s)", len(files), self.output_path, self.key or "none")
+        self.log.info(
+            "Stitching %d tables into %s (key: %s)", len(files), redact_url(str(self.output_path)), self.key or "none"
+        )
         step = max(1, len(files) // 10)
 
         def progress(done: int, total: int, rows: int) -> None:
@@ -253,6 +261,6 @@ class TableStitchOperator(LineageMixin, BaseOperator):
             path = upload_verified(out_dir / name, remote / name)
         self.log.info(
             "%s: %d rows from %d tables (%d duplicates dropped)",
-            path, summary["rows_written"], len(files), summary["duplicates_dropped"],
+            redact_url(path), summary["rows_written"], len(files), summary["duplicates_dropped"],
         )  # fmt: skip
         return {"output": path, "tables": len(files), **summary}

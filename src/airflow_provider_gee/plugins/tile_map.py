@@ -20,6 +20,25 @@ from airflow.plugins_manager import AirflowPlugin
 #: where the api-server mounts the page
 URL_PREFIX = "/gee-tile-map"
 
+#: the page shows values other people wrote (DAG params, EE's messages, file names): no script
+#: but the page's own file runs, no style but its own sheet applies, it talks only to this server
+#: and may be framed only by Airflow's UI (same origin)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+#: the page's files and their media types
+_FILES = {
+    "tile_map.html": "text/html; charset=utf-8",
+    "tile_map.js": "text/javascript; charset=utf-8",
+    "tile_map.css": "text/css; charset=utf-8",
+}
+
 
 @cache
 def create_app() -> Any:
@@ -27,15 +46,26 @@ def create_app() -> Any:
     from importlib.resources import files
 
     from fastapi import FastAPI
-    from fastapi.responses import HTMLResponse
+    from fastapi.responses import Response
 
-    page = files("airflow_provider_gee.plugins").joinpath("tile_map.html").read_text(encoding="utf-8")
+    content = {name: files("airflow_provider_gee.plugins").joinpath(name).read_bytes() for name in _FILES}
     app = FastAPI(title="Earth Engine tile map", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.get("/", response_class=HTMLResponse)
-    def tile_map() -> str:
+    def serve(name: str) -> Response:
+        return Response(content[name], media_type=_FILES[name], headers=SECURITY_HEADERS)
+
+    @app.get("/")
+    def tile_map() -> Response:
         """The map of a run's tiles: ``?dag_id=...&run_id=...``."""
-        return page
+        return serve("tile_map.html")
+
+    @app.get("/tile_map.js")
+    def script() -> Response:
+        return serve("tile_map.js")
+
+    @app.get("/tile_map.css")
+    def style() -> Response:
+        return serve("tile_map.css")
 
     return app
 

@@ -26,7 +26,7 @@ def crc32c_hex(b64: str | None) -> str | None:
 
 def file_digests(path: Path, chunk: int = 1 << 20, *, crc32c: bool = False) -> tuple[str, str | None]:
     """The hex md5 (and with ``crc32c`` the hex crc32c) of a file, read once, in chunks."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)
     crc = None
     if crc32c:
         import google_crc32c  # with google-cloud-storage; imported only where a crc32c is needed

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from airflow_provider_gee.utils.operations import export_parts
-from airflow_provider_gee.utils.outlets import ee_asset_uri
+from airflow_provider_gee.utils.outlets import ee_asset_uri, redact_url
 
 DRIVE_SCHEME = "x-google-drive"
 #: EE functions that read an asset, and the argument that names it (``ee/data.py``: what
@@ -90,7 +90,7 @@ def _datasets(uris: Iterable[str]) -> list[Any]:
     from openlineage.client.event_v2 import Dataset
 
     datasets = []
-    for uri in dict.fromkeys(uris):
+    for uri in dict.fromkeys(redact_url(u) for u in uris):  # a facet is no place for a password
         scheme, _, rest = uri.partition("://")
         authority, _, path = rest.partition("/")
         if authority:

@@ -49,7 +49,7 @@ def sanitize_description(text: str, limit: int = MAX_DESCRIPTION) -> str:
     clean = _DESCRIPTION_BAD.sub("_", text)
     if len(clean) <= limit:
         return clean
-    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]
     return f"{clean[: limit - 9]}-{digest}"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 EE_ASSET_SCHEME = "x-earthengine"
 
@@ -25,10 +26,32 @@ def is_template(value: Any) -> bool:
     return not isinstance(value, str) or "{{" in value or "{%" in value
 
 
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown (logs, lineage, asset events): a password in its userinfo, a
+    query string and a fragment (signed URLs, keys) become ``***``; so does all userinfo of an
+    http(s) URL (a token). An object store's ``scheme://conn_id@bucket`` keeps the Airflow
+    connection id, which is no secret. Text that is not a URL is returned as it is."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not parseable (e.g. an unclosed IPv6 bracket): nothing after the scheme is shown
+        return url.split("://", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        keep = ":" not in userinfo and parts.scheme.lower() not in ("http", "https")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{userinfo}@{host}" if keep else (f"{user}:***@{host}" if ":" in userinfo and user else f"***@{host}")
+    query = "***" if parts.query else ""
+    fragment = "***" if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
 def destination_uri(destination: str) -> str:
-    """The asset URI of a local path or an object-storage URL."""
+    """The asset URI of a local path or an object-storage URL (secrets in the URL redacted)."""
     if "://" in destination:
-        return destination.rstrip("/")
+        return redact_url(destination).rstrip("/")
     return Path(destination).expanduser().absolute().as_uri()
 
 
@@ -51,12 +74,13 @@ def default_outlets(kwargs: dict[str, Any], uri: str | None) -> None:
 
 
 def add_event_extras(context: Mapping[str, Any], outlets: Iterable[Any], extra: Mapping[str, Any]) -> None:
-    """Put ``extra`` (JSON values) on the asset event Airflow emits for each Asset outlet."""
+    """Put ``extra`` (JSON values) on the asset event Airflow emits for each Asset outlet, URLs
+    among them redacted (:func:`redact_url`)."""
     from airflow.sdk import Asset
 
     events = context.get("outlet_events")
     if events is None:
         return
     for outlet in outlets or ():
-        if isinstance(outlet, Asset):
-            events[outlet].extra.update(extra)
+        if isinstance(outlet, Asset):  # an event is shown to everyone who may see the asset: no secrets
+            events[outlet].extra.update({k: redact_url(v) if isinstance(v, str) else v for k, v in extra.items()})

@@ -4,6 +4,7 @@ map (PNG) of the tiles coloured by outcome over the region."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from shapely.geometry import shape
 from airflow_provider_gee.utils.compact_tiles import expand_tiles
 from airflow_provider_gee.utils.extras import require_extra
 from airflow_provider_gee.utils.operations import as_export_result
+from airflow_provider_gee.utils.storage import staging_dir
 
 STATUS_COLOURS = {"harvested": "#2e7d32", "exported": "#9ccc65", "failed": "#c62828", "missing": "#bdbdbd"}
 
@@ -86,15 +88,27 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
     exports cost, ``tiles_cost.png`` (tiles by EECU-seconds) into ``out_dir``; return their paths.
     ``tiles`` may be compact."""
     require_extra("report", feature="The run report's tile map")
+    tiles = expand_tiles(tiles)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # each file is written in a private staging directory, then moved over its name: a crash leaves
+    # the previous report whole, and a symlink planted at a name is replaced, never written through
+    with staging_dir(out) as stage:
+        staged = _draw_report(manifest, tiles, stage)
+        paths = {}
+        for key, path in staged.items():
+            os.replace(path, out / path.name)
+            paths[key] = str(out / path.name)
+    return paths
+
+
+def _draw_report(manifest: dict[str, Any], tiles: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    tiles = expand_tiles(tiles)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2))
     status = {r["tile_id"]: r["status"] for r in manifest["records"]}
@@ -123,7 +137,7 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
     png_path = out / "tiles.png"
     fig.savefig(png_path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    paths = {"manifest": str(manifest_path), "map": str(png_path)}
+    paths = {"manifest": manifest_path, "map": png_path}
     cost = {r["tile_id"]: r.get("eecu_seconds") for r in manifest["records"]}
     if any(cost.values()):
         frame["eecu_seconds"] = [cost.get(t) or 0.0 for t in frame["tile_id"]]
@@ -136,7 +150,7 @@ def write_report(manifest: dict[str, Any], tiles: Iterable[dict[str, Any]], out_
         cost_path = out / "tiles_cost.png"
         fig.savefig(cost_path, dpi=120, bbox_inches="tight")
         plt.close(fig)
-        paths["cost_map"] = str(cost_path)
+        paths["cost_map"] = cost_path
     return paths
 
 

@@ -9,21 +9,20 @@ window or chunk size, never by the product's size.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import shutil
 import tempfile
 import xml.etree.ElementTree as ET
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.utils.storage import TEMP_PREFIX, is_remote
+from airflow_provider_gee.utils.storage import TEMP_PREFIX, is_remote, staging_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,6 +94,102 @@ def checked_input(path: str, root: str | None = None) -> str:
     return text
 
 
+# GDAL and OGR choose a driver by a file's content, not its name: a ``.tif`` (or a table in a zip)
+# holding VRT XML is opened as a VRT, which reads any file or URL it names (a metadata server's
+# token URL included), and OGR's GeoJSON reader fetches a ``crs`` given as a link. Anyone who can
+# write into the export's folder or bucket can plant such a file, so each harvested file must
+# start as its format does before GDAL or OGR sees it, is opened by its format's driver only, and
+# GeoJSON is read by Python's json, never by OGR.
+_CONTENT_STARTS = {
+    "GeoTIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),  # classic TIFF and BigTIFF
+    "GeoPackage": (b"SQLite format 3\x00",),
+    "zipped shapefile": (b"PK\x03\x04",),
+    "shapefile": (b"\x00\x00\x27\x0a",),  # the main file's code, big-endian 9994
+}
+_EXPECTED = {".tif": "GeoTIFF", ".tiff": "GeoTIFF", ".gpkg": "GeoPackage", ".zip": "zipped shapefile",
+             ".shp": "shapefile"}  # fmt: skip
+_VRT_MARKERS = (b"<VRTDataset", b"<OGRVRTDataSource")
+
+
+def _refuse(path: str, expected: str, head: bytes) -> GeeConfigurationError:
+    seen = "a GDAL/OGR VRT" if any(m in head for m in _VRT_MARKERS) else "something else"
+    return GeeConfigurationError(
+        f"Harvested file {path} is not a {expected}: it holds {seen} ({head[:40]!r}). It was refused unread, as "
+        "GDAL would open it by its content; someone may have written into the export's folder or bucket. "
+        "Remove the file and run the export and harvest again."
+    )
+
+
+def check_content(path: str) -> str:
+    """Refuse a local harvested file whose suffix is not a raster's or table's, or whose first bytes
+    are not those of its format: ``.tif``/``.tiff`` TIFF, ``.gpkg`` GeoPackage, ``.shp``
+    shapefile, ``.zip`` a zip holding exactly one shapefile (``.shp``, checked the same way);
+    ``.geojson``/``.json`` (read by :func:`read_geojson`) and ``.csv`` (pandas) never reach OGR.
+    Return what GDAL/OGR is to open: the path, or ``/vsizip/<zip>/<its .shp>``."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in RASTER_SUFFIXES + TABLE_SUFFIXES:
+        raise GeeConfigurationError(
+            f"Harvested file {path} has a suffix no stitch reads ({', '.join(RASTER_SUFFIXES + TABLE_SUFFIXES)}); "
+            "it was refused unread."
+        )
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if suffix in (".csv", ".geojson", ".json"):
+        return path
+    expected = _EXPECTED[suffix]
+    if not head.startswith(_CONTENT_STARTS[expected]):
+        raise _refuse(path, expected, head)
+    if suffix != ".zip":
+        if any(m in head for m in _VRT_MARKERS):
+            raise _refuse(path, expected, head)
+        return path
+    with zipfile.ZipFile(path) as archive:
+        shapefiles = [
+            m for m in archive.infolist()
+            if m.filename.lower().endswith(".shp") and not m.filename.startswith("__MACOSX/")
+        ]  # fmt: skip
+        if len(shapefiles) != 1:
+            raise GeeConfigurationError(
+                f"Harvested file {path} holds {len(shapefiles)} shapefiles (.shp): a zipped table holds exactly one, "
+                "as EE's SHP export writes it; it was refused unread."
+            )
+        with archive.open(shapefiles[0]) as part:
+            inner = part.read(1024)
+    if not inner.startswith(_CONTENT_STARTS["shapefile"]) or any(m in inner for m in _VRT_MARKERS):
+        raise _refuse(f"{path}!{shapefiles[0].filename}", "shapefile", inner)
+    # the shapefile itself, not the archive: GDAL opens a one-file zip as that file, whatever it is
+    return f"/vsizip/{path}/{shapefiles[0].filename}"
+
+
+def read_geojson(path: str) -> Any:
+    """A GeoJSON file (a FeatureCollection, a Feature or a list of features) as a GeoDataFrame,
+    read with Python's json: OGR's reader would fetch a ``crs`` given as a link or URL. Only a
+    named ``crs`` (or none: EPSG:4326) is accepted."""
+    import geopandas as gpd
+
+    with open(path, "rb") as fh:
+        data = json.load(fh)
+    if isinstance(data, list):
+        features = data
+    elif isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        features = data.get("features") or []
+    elif isinstance(data, dict) and data.get("type") == "Feature":
+        features = [data]
+    else:
+        raise GeeConfigurationError(f"Harvested file {path} is not GeoJSON (no FeatureCollection or Feature).")
+    crs: Any = "EPSG:4326"
+    spec = data.get("crs") if isinstance(data, dict) else None
+    if spec is not None:
+        name = (spec.get("properties") or {}).get("name") if isinstance(spec, dict) else None
+        if not (isinstance(spec, dict) and spec.get("type") == "name" and isinstance(name, str)):
+            raise GeeConfigurationError(
+                f"Harvested file {path} gives its crs as {str(spec)[:200]!r}: only a named crs is read (a linked one "
+                "would be fetched from wherever it points); it was refused."
+            )
+        crs = name
+    return gpd.GeoDataFrame.from_features(features, crs=crs)
+
+
 def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
     """The files with one of ``suffixes`` listed by harvest results, in the given order, each
     checked by :func:`checked_input` before anything reads it.
@@ -121,17 +216,6 @@ def manifest_files(manifests: Any, suffixes: Sequence[str]) -> list[TileFile]:
                 path = checked_input(str(entry["path"]), item.get("destination"))
                 files.append(TileFile(path, item.get("tile_id")))
     return files
-
-
-@contextlib.contextmanager
-def staging_dir(directory: Path) -> Iterator[Path]:
-    """A private directory inside ``directory`` (same filesystem, so ``os.replace`` from it is
-    atomic), removed afterwards whatever happens."""
-    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # ============================================================ raster
@@ -163,14 +247,21 @@ class RasterTile:
         return (west, south, east, north)
 
 
-def read_raster_tiles(files: Iterable[TileFile]) -> list[RasterTile]:
-    """Open each file once for its metadata (no pixels are read)."""
+def read_raster_tiles(files: Iterable[TileFile], *, own_vrt: bool = False) -> list[RasterTile]:
+    """Open each file once for its metadata (no pixels are read).
+
+    :param own_vrt: the files are VRTs this module wrote (:func:`warp_to_grid`); otherwise each is
+        a harvested GeoTIFF, checked by :func:`check_content` and opened with GDAL's GeoTIFF driver
+        only.
+    """
     import rasterio
 
     tiles = []
     for f in files:
+        if not own_vrt:
+            check_content(f.path)
         try:
-            with rasterio.open(f.path) as src:
+            with rasterio.open(f.path, driver="VRT" if own_vrt else "GTiff") as src:
                 if not src.transform.is_rectilinear or src.transform.a <= 0 or src.transform.e >= 0:
                     raise GeeConfigurationError(
                         f"{f.path} is rotated or flipped; only north-up rasters can be mosaicked."
@@ -236,6 +327,9 @@ def warp_to_grid(
         names = ", ".join(r.name for r in Resampling if r.value < 14)
         raise GeeConfigurationError(f"Unknown resampling {resampling!r}; use one of: {names}.") from None
     workdir.mkdir(parents=True, exist_ok=True)
+    info = workdir.lstat()  # the warped VRTs are trusted as our own: so must their directory be
+    if not workdir.is_dir() or workdir.is_symlink() or info.st_uid != os.getuid():
+        raise GeeConfigurationError(f"{workdir} is not a directory of this user's: no warped tile is written there.")
     out = []
     for i, t in enumerate(tiles):
         left, bottom, right, top = transform_bounds(t.crs, crs, *t.bounds, densify_pts=21)
@@ -243,12 +337,14 @@ def warp_to_grid(
         width = max(1, math.ceil(round((right - x0) / resolution, 6)))
         height = max(1, math.ceil(round((y1 - bottom) / resolution, 6)))
         path = workdir / f"warped-{i:06d}.vrt"
-        with rasterio.open(t.path) as src, WarpedVRT(
+        with rasterio.open(t.path, driver="GTiff") as src, WarpedVRT(
             src, crs=crs, transform=from_origin(x0, y1, resolution, resolution), width=width, height=height,
             resampling=method, nodata=t.nodata if t.nodata is not None else 0,
         ) as vrt:  # fmt: skip
-            rasterio.shutil.copy(vrt, path, driver="VRT")
-        out.append(read_raster_tiles([TileFile(str(path), t.tile_id)])[0])
+            staged = workdir / f"{TEMP_PREFIX}{path.name}"
+            rasterio.shutil.copy(vrt, staged, driver="VRT")
+            os.replace(staged, path)  # a symlink planted at the name is replaced, not written through
+        out.append(read_raster_tiles([TileFile(str(path), t.tile_id)], own_vrt=True)[0])
     return out
 
 
@@ -460,22 +556,25 @@ def _mean_window(tiles: Sequence[RasterTile], bounds: tuple, grid: MosaicGrid) -
 def read_table(path: str, tile_id: str | None, tile_column: str) -> Any:
     """One harvested table as a GeoDataFrame in EPSG:4326 with the tile id column added.
 
-    EE's CSV exports carry the geometry as GeoJSON in a ``.geo`` column; GeoJSON, shapefiles (also
-    zipped) and GeoPackages are read by pyogrio.
+    EE's CSV exports carry the geometry as GeoJSON in a ``.geo`` column; GeoJSON is read by
+    :func:`read_geojson`; shapefiles (also zipped) and GeoPackages by pyogrio, each with its driver.
     """
     import geopandas as gpd
     import pandas as pd
     import shapely
 
     suffix = Path(path).suffix.lower()
+    source = check_content(path)
     try:
         if suffix == ".csv":
             frame = pd.read_csv(path)
             geo = frame.pop(".geo") if ".geo" in frame.columns else None
             geometry = shapely.from_geojson(geo.fillna("null").tolist()) if geo is not None else None
             gdf = gpd.GeoDataFrame(frame, geometry=geometry, crs="EPSG:4326")
+        elif suffix in (".geojson", ".json"):
+            gdf = read_geojson(path)
         else:
-            gdf = gpd.read_file(f"/vsizip/{path}" if suffix == ".zip" else path, engine="pyogrio")
+            gdf = gpd.read_file(source, engine="pyogrio")
             if gdf.crs is None:
                 gdf = gdf.set_crs("EPSG:4326")
     except Exception as exc:
@@ -578,12 +677,16 @@ def _union_schema(files: Sequence[TileFile], tile_column: str) -> dict[str, str]
     kinds: dict[str, set[str]] = {}
     for f in files:
         suffix = Path(f.path).suffix.lower()
+        source = check_content(f.path)
         try:
             if suffix == ".csv":
                 sample = pd.read_csv(f.path, nrows=1000)
                 fields = [(c, str(sample[c].dtype)) for c in sample.columns if c != ".geo"]
+            elif suffix in (".geojson", ".json"):
+                frame = read_geojson(f.path)
+                fields = [(c, str(frame[c].dtype)) for c in frame.columns if c != frame.geometry.name]
             else:
-                info = pyogrio.read_info(f"/vsizip/{f.path}" if suffix == ".zip" else f.path)
+                info = pyogrio.read_info(source)
                 fields = list(zip(info["fields"], info["dtypes"], strict=True))
         except Exception as exc:
             raise GeeConfigurationError(f"Cannot read table {f.path}: {exc}") from exc

@@ -8,8 +8,10 @@ pyogrio read them (they read with the worker's Airflow connections, not GDAL's o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +79,19 @@ def link_new(temp: Path, directory: Path, names: Iterator[str], is_same: Callabl
     raise GeeConfigurationError(f"No free name for {temp.name} in {directory}.")
 
 
+@contextlib.contextmanager
+def staging_dir(directory: Path) -> Iterator[Path]:
+    """A private directory inside ``directory`` (same filesystem, so ``os.replace`` from it is
+    atomic), removed afterwards whatever happens. Products are written there, then moved into
+    place: a reader sees the old file or the new one, never half of one, and a symlink planted
+    at the target is replaced, never followed."""
+    path = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def is_remote(location: str | os.PathLike) -> bool:
     text = str(location)
     return "://" in text and not text.startswith("file://")
@@ -109,7 +124,7 @@ def stored_md5(target: ObjectStoragePath) -> str:
     etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
     if len(etag) == 32 and "-" not in etag:
         return etag
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)
     with target.open("rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)

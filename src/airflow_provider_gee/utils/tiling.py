@@ -66,6 +66,10 @@ RegionLike = Any  # path | shapely geometry | GeoDataFrame | GeoSeries | bbox | 
 
 
 def _describe(region: RegionLike) -> str:
+    """The region as an error names it: a file's whole path (so the message says which file, however
+    deep the directory), inline data (WKT, GeoJSON, geometries) cut to 80 characters."""
+    if isinstance(region, str | os.PathLike) and len(str(region)) < 4096 and os.path.isfile(region):
+        return repr(str(region))
     text = repr(region)
     return text if len(text) <= 80 else text[:77] + "..."
 

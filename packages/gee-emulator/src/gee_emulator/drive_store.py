@@ -19,7 +19,7 @@ from typing import Any
 
 def md5_file(path: Path) -> str:
     """The hex md5 Drive reports as ``md5Checksum``, read in 1 MiB blocks."""
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)
     with Path(path).open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)

@@ -76,6 +76,13 @@ class EmulatorServer:
                 f"Refusing to bind {host!r}: the emulator listens on loopback only "
                 "(pass allow_remote / --allow-remote inside an isolated container network)."
             )
+        if not is_loopback(host) and not require_auth:
+            # its admin routes hand out the generated private key and trust new keys, and its
+            # token endpoint signs for anyone: off loopback, only with tokens checked
+            raise ValueError(
+                f"Refusing to bind {host!r} without require_auth / --require-auth: anyone on that network could "
+                "read the emulator's private key from its admin routes and act as any identity."
+            )
         self.config = config or EmulatorConfig()
         self.require_auth = require_auth
         self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="gee-emulator-")
