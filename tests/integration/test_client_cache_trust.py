@@ -68,7 +68,7 @@ def plant(directory: Path, name: str, content: bytes, mode: int = 0o600) -> None
     path.chmod(mode)
 
 
-def test_a_world_writable_cache_directory_is_not_used(documents, token_server, tmp_path, emulator):
+def test_a_world_writable_cache_directory_is_not_used(documents, token_server, tmp_path):
     url, hits = token_server
     shared = tmp_path / "shared"
     shared.mkdir()
