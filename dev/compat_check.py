@@ -144,9 +144,10 @@ def check_installed(target: str, venv: Path, before: dict[str, str], emulator: E
     dags.mkdir()
     shutil.copy(ROOT / "dev" / "compat_dag.py", dags / "compat_dag.py")
     # Drive exports need a person's credentials (service accounts have no Drive storage): the
-    # connection has no key and the hooks take Application Default Credentials from this file
+    # connection has no key and the hooks take Application Default Credentials from this file, a
+    # login with an OAuth client of the person's own (gcloud's own client is not granted Drive)
     adc = home / "application_default_credentials.json"
-    adc.write_text(json.dumps(emulator.user_credentials()))
+    adc.write_text(json.dumps(emulator.user_credentials(client="own")))
     adc.chmod(0o600)
     env = {
         "PATH": f"{venv / 'bin'}:/usr/bin:/bin",

@@ -4,8 +4,8 @@ emulator.
 Two runs, one per identity, as on Google (EE writes Drive exports as the caller; service accounts
 have no Drive storage):
 
-1. Drive, with a person's credentials (an ``authorized_user`` file through
-   ``GOOGLE_APPLICATION_CREDENTIALS`` and a connection without a key): ``gee-emulator`` (EE runs 3
+1. Drive, with a person's credentials (the file ``earthengine authenticate`` writes, named by the
+   connection's ``ee_credentials`` extra): ``gee-emulator`` (EE runs 3
    tasks at once, 2-second tasks, a Drive quota of 450 kB that the run's ~620 kB of GeoTIFFs would
    exceed without harvesting);
 2. Cloud Storage, with the service-account key in the connection, into a bucket of
@@ -106,18 +106,25 @@ def run_gcs_demo(out: Path, example: Path, conf: dict[str, Any], emulator_args: 
 
 
 @contextlib.contextmanager
-def emulator_process(emulator_args: dict[str, Any], user_credentials: Path | None = None) -> Iterator[tuple[str, str]]:
+def emulator_process(
+    emulator_args: dict[str, Any], user_credentials: Path | None = None, ee_credentials: Path | None = None
+) -> Iterator[tuple[str, str]]:
     """``gee-emulator`` in its own process (as in production, the service is not in the client's
     process); yields its URL and an Airflow connection (JSON) for it.
 
     :param emulator_args: options without the dashes, e.g. ``{"task-seconds": 2}``.
-    :param user_credentials: write a person's ``authorized_user`` file here and yield a connection
-        without a key (the hooks then use it through ``GOOGLE_APPLICATION_CREDENTIALS``); without
-        it, the connection carries the emulator's service-account key.
+    :param user_credentials: write a person's ``authorized_user`` file here (a login with an OAuth
+        client of their own, so with the Drive scope) and yield a connection without a key (the
+        hooks then use it through ``GOOGLE_APPLICATION_CREDENTIALS``);
+    :param ee_credentials: or write the person's EE credentials file here (``earthengine
+        authenticate``'s) and yield a connection that names it (extra ``ee_credentials``).
+        Without either, the connection carries the emulator's service-account key.
     """
     options = [part for key, value in emulator_args.items() for part in (f"--{key}", str(value))]
     if user_credentials is not None:
-        options += ["--user", "--write-user-credentials", str(user_credentials)]
+        options += ["--user", "--write-user-credentials", str(user_credentials), "--oauth-client", "own"]
+    if ee_credentials is not None:
+        options += ["--user", "--write-ee-credentials", str(ee_credentials)]
     emulator = subprocess.Popen(
         [sys.executable, "-m", "gee_emulator", "--port", "0", "--print-connection",
          "--project", "gee-demo-project", *options],
@@ -152,8 +159,8 @@ def run_example(
     :param out: working directory (emptied): ``dags/`` with only this file, ``airflow/`` (home, logs).
     :param emulator_args: ``gee-emulator`` options without dashes, e.g. ``{"task-seconds": 2}``.
     :param pools: pools to create (default ``{"gee_tasks": 10}``), all with include_deferred.
-    :param identity: ``"user"``: a person's credentials (Application Default Credentials, as
-        after ``gcloud auth application-default login``; what Drive exports need), or
+    :param identity: ``"user"``: a person's credentials (the EE credentials file of ``earthengine
+        authenticate``, in the connection's ``ee_credentials`` extra; what Drive exports need), or
         ``"service_account"``: the emulator's service-account key in the connection (no Drive
         storage, as on Google: export to Cloud Storage).
     :param deployment: ``"local"``: LocalExecutor on SQLite, one of each process; ``"celery"``:
@@ -176,12 +183,10 @@ def run_example(
     shutil.copy(example, dags_folder)
     # a credential: in a private directory outside the run's files, removed afterwards
     adc_dir = Path(tempfile.mkdtemp(prefix="gee-adc-"))
-    adc = adc_dir / "application_default_credentials.json" if identity == "user" else None
+    ee_file = adc_dir / "credentials" if identity == "user" else None
     try:
-        with emulator_process(emulator_args, adc) as (url, conn):
+        with emulator_process(emulator_args, ee_credentials=ee_file) as (url, conn):
             stack_env = {"AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT": conn, **(env or {})}
-            if adc is not None:
-                stack_env["GOOGLE_APPLICATION_CREDENTIALS"] = str(adc)
             with airflow_stack(out / "airflow", dags_folder, stack_env, pools, deployment, local_settings) as stack:
                 print(f"airflow api-server at {stack.url}; {', '.join(stack.procs)} started", flush=True)
                 stack.wait_for_dag(dag_id)

@@ -148,7 +148,7 @@ def user_conn(emulator, monkeypatch, tmp_path: Path) -> str:
     """A connection with no key: the hooks take Application Default Credentials, here a person's
     ``authorized_user`` file, as after ``gcloud auth application-default login``."""
     path = tmp_path / "adc.json"
-    path.write_text(json.dumps(emulator.user_credentials("analyst@example.com")))
+    path.write_text(json.dumps(emulator.user_credentials("analyst@example.com", client="own")))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
     conn = emulator.connection(user=True)
     conn["extra"]["retry_initial_seconds"] = 0.01

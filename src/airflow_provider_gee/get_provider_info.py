@@ -25,6 +25,7 @@ def get_provider_info() -> dict:
                 "python-modules": [
                     "airflow_provider_gee.hooks.earth_engine",
                     "airflow_provider_gee.hooks.drive",
+                    "airflow_provider_gee.hooks.gcs",
                 ],
             }
         ],
@@ -37,6 +38,7 @@ def get_provider_info() -> dict:
                     "airflow_provider_gee.operators.harvest",
                     "airflow_provider_gee.operators.assets",
                     "airflow_provider_gee.operators.stitch",
+                    "airflow_provider_gee.operators.doctor",
                 ],
             }
         ],

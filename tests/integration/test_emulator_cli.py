@@ -143,3 +143,35 @@ def test_writes_a_persons_credentials_and_a_connection_without_a_key(tmp_path):
         assert token["access_token"].startswith("emu-") and "earthengine" in token["scope"]
     finally:
         stop(proc)
+
+
+def test_writes_ee_credentials_and_a_connection_that_names_them(tmp_path, monkeypatch):
+    path = tmp_path / "credentials"
+    options = ("--project", "ee-user-project", "--registration-state", "REGISTERED_COMMERCIALLY")
+    proc, _url, extra = start("--print-connection", "--user", "--write-ee-credentials", str(path), *options)
+    try:
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        stored = json.loads(path.read_text())
+        assert set(stored) == {"refresh_token", "scopes", "project"}  # what `earthengine authenticate` writes
+        assert stored["project"] == "ee-user-project" and "https://www.googleapis.com/auth/drive" in stored["scopes"]
+        conn = json.loads(extra[0])
+        assert conn["extra"]["ee_credentials"] == str(path) and "keyfile_dict" not in conn["extra"]
+        monkeypatch.setenv("AIRFLOW_CONN_GEE_CLI_EE", json.dumps(conn))
+        from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
+
+        hook = EarthEngineHook(gcp_conn_id="gee_cli_ee")
+        assert hook.token_info()["email"] == "analyst@example.com"
+        assert hook.project_config()["registrationState"] == "REGISTERED_COMMERCIALLY"
+    finally:
+        stop(proc)
+
+
+def test_a_gcloud_login_has_no_drive_scope_unless_the_client_is_ones_own(tmp_path):
+    for client, has_drive in (("gcloud", False), ("own", True)):
+        path = tmp_path / f"adc-{client}.json"
+        proc, _url, _extra = start("--write-user-credentials", str(path), "--oauth-client", client)
+        try:
+            scopes = json.loads(path.read_text())["scopes"]
+            assert ("https://www.googleapis.com/auth/drive" in scopes) is has_drive
+        finally:
+            stop(proc)

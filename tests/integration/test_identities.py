@@ -96,8 +96,13 @@ def test_ee_refuses_a_persons_call_without_a_quota_project(emulator):
     url = f"{emulator.url}/v1/projects/{emulator.config.project}/operations"
     bare = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert bare.status_code == 403 and "requires a quota project" in bare.json()["error"]["message"]
-    named = requests.get(url, headers={"Authorization": f"Bearer {token}", "X-Goog-User-Project": "p"}, timeout=10)
-    assert named.status_code == 200
+    headers = {"Authorization": f"Bearer {token}", "X-Goog-User-Project": emulator.config.project}
+    assert requests.get(url, headers=headers, timeout=10).status_code == 200
+    # a project the caller may not bill: Google's USER_PROJECT_DENIED
+    other = requests.get(url, headers={**headers, "X-Goog-User-Project": "someone-elses-project"}, timeout=10)
+    assert other.status_code == 403
+    assert "serviceusage.services.use" in other.json()["error"]["message"]
+    assert other.json()["error"]["details"][0]["reason"] == "USER_PROJECT_DENIED"
 
 
 @GOOGLE_DEFAULT

@@ -30,7 +30,7 @@ from asgiref.sync import sync_to_async
 from google.auth.transport.requests import AuthorizedSession, Request
 
 from airflow_provider_gee.exceptions import EarthEngineError, GeeConfigurationError
-from airflow_provider_gee.hooks.connection import GeeConnectionMixin
+from airflow_provider_gee.hooks.connection import GOOGLE_EE_API_URL, GeeConnectionMixin, bill_to
 from airflow_provider_gee.utils.operations import DESTINATIONS, EXPORT_KINDS, LIST_MAX_PAGES, count_active
 from airflow_provider_gee.utils.retry import RetryPolicy, async_call_with_retry, call_with_retry
 
@@ -40,7 +40,7 @@ Destination = Literal["drive", "asset", "gcs"]
 # ``ee`` keeps one credential, project and base URL per process; remember which connection it was
 # set up for so that a second hook for the same connection costs nothing.
 _ee_lock = threading.Lock()
-_ee_initialized_for: tuple[str, str, str] | None = None
+_ee_initialized_for: tuple[str, str, str, str] | None = None
 
 
 #: The header naming the project that is billed and whose quota is used (ee/data.py sends it too).
@@ -115,7 +115,8 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         """An HTTP session that adds (and refreshes) the connection's bearer token and names the
         quota project, as the official client does on every call (``X-Goog-User-Project``, ee/data.py):
         EE refuses a person's credentials without one."""
-        session = AuthorizedSession(self.get_credentials())
+        # credentials that name a quota project must name this one: google-auth would replace the header
+        session = AuthorizedSession(bill_to(self.get_credentials(), self.project))
         session.headers[QUOTA_PROJECT_HEADER] = self.project
         return session
 
@@ -246,6 +247,7 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         kind: ExportKind,
         destination: Destination,
         request_id: str,
+        workload_tag: str | None = None,
         **export_args: Any,
     ) -> dict[str, Any]:
         """Submit one export and return its operation.
@@ -256,7 +258,8 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         ``fileDimensions``, ``overwrite``, ...). ``request_id`` makes the submission idempotent:
         EE answers a repeated request with the operation it already started, so a retry after a
         lost response never creates a second task. Requires :meth:`initialize_ee` (the EE object
-        was built with it).
+        was built with it). ``workload_tag`` labels the task's EECU in EE's usage reports (as
+        ``ee.data.setWorkloadTag`` does for ``Task.start()``).
         """
         import ee
 
@@ -279,7 +282,26 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         body = dict(task.config)
         body["expression"] = ee.serializer.encode(body["expression"], for_cloud_api=True)
         body["requestId"] = request_id
+        if workload_tag:
+            body["workloadTag"] = workload_tag
         return self.request("POST", f"projects/{self.project}/{kind}:export", json=body)
+
+    def project_config(self) -> dict[str, Any]:
+        """EE's facts about the project (``projects.getConfig``, ``ee.data.getProjectConfig``):
+        ``registrationState``, ``maxConcurrentExports``, ``planMaxConcurrentExports``."""
+        return self.request("GET", f"projects/{self.project}/config")
+
+    def token_info(self) -> dict[str, Any]:
+        """What the connection's current access token may do, from Google's ``tokeninfo``:
+        ``scope`` (space-separated), ``email`` when the token names one, ``expires_in``."""
+        credentials = self.get_credentials()
+        if not credentials.valid:
+            credentials.refresh(Request())
+        # in the body, not the URL: a failed request's message carries its URL into logs
+        resp = requests.post(self.tokeninfo_uri, data={"access_token": credentials.token}, timeout=30)
+        if resp.status_code >= 400:
+            raise EarthEngineError.from_response(resp.status_code, resp.content)
+        return resp.json()
 
     def compute_value(self, expression: Any) -> Any:
         """Evaluate an EE object (or an already serialized expression) and return the result."""
@@ -416,7 +438,7 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
         global _ee_initialized_for
         import ee
 
-        key = (self.gcp_conn_id, self.project, self.api_url)
+        key = (self.gcp_conn_id, self.project, self.api_url, str(self.impersonation_chain))
         with _ee_lock:
             if _ee_initialized_for == key:
                 return
@@ -429,7 +451,7 @@ class EarthEngineHook(GeeConnectionMixin, GoogleBaseHook):
             ee.Initialize(
                 credentials=self.get_credentials(),
                 project=self.project,
-                url=None if self.uses_google else self.api_url,
+                url=None if self.api_url == GOOGLE_EE_API_URL else self.api_url,  # high-volume: given
                 http_transport=CachingTransport(self.client_cache_seconds),
             )
             _ee_initialized_for = key

@@ -48,6 +48,7 @@ from airflow_provider_gee.utils.compact_tiles import expand_tile
 from airflow_provider_gee.utils.naming import (
     MAX_DESCRIPTION,
     RUN_TOKEN,
+    default_workload_tag,
     description_problem,
     export_fingerprint,
     request_id,
@@ -56,6 +57,7 @@ from airflow_provider_gee.utils.naming import (
     scoped_description,
     scoped_name,
     tile_id_problem,
+    workload_tag_problem,
 )
 from airflow_provider_gee.utils.operations import (
     ACTIVE_STATES,
@@ -66,6 +68,7 @@ from airflow_provider_gee.utils.operations import (
     TERMINAL_STATES,
     export_extensions,
     export_result,
+    rest_file_format,
     summarize,
 )
 
@@ -184,13 +187,16 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         write, harvest or delete each other's outputs. ``False`` keeps names exactly as given
         (a fixed asset id that each run replaces): then one run of the DAG at a time
         (``max_active_runs=1``), or names templated per run; ``gee-dag-check`` warns otherwise.
+    :param workload_tag: the EE workload tag the task's compute is reported under (EE's usage
+        reports and Cloud Monitoring's ``workload_tag`` label), templated. Default
+        ``<dag_id>.<task_id>`` within EE's rule (1-63 letters, digits, ``-_.``); ``""`` sends none.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds.
     """
 
     template_fields: Sequence[str] = (
         "destination", "description", "folder", "bucket", "asset_id", "file_name_prefix", "asset", "export_options",
-        "scale", "tile", *GeeBaseOperator.template_fields,
+        "scale", "tile", "workload_tag", *GeeBaseOperator.template_fields,
     )  # fmt: skip
     operator_extra_links = (EarthEngineTaskLink(), DriveFolderLink(), EarthEngineAssetLink())
     external_id_key = "gee_operation"
@@ -230,9 +236,11 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         max_split_depth: int = 2,
         max_tile_eecu_seconds: float | None = None,
         run_scoped_names: bool = True,
+        workload_tag: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.workload_tag = workload_tag
         self.tile = tile
         self.build = build
         self.asset = asset
@@ -302,6 +310,13 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if self._run_token and (self.run_scoped_names or RUN_TOKEN in name):
             name = scoped_name(name, self._run_token)
         return name if "{tile_id}" in text else name + self._part_suffix
+
+    def _workload_tag(self) -> str | None:
+        """The workload tag sent with the export: the given one, ``None`` for ``""``, else
+        ``<dag_id>.<task_id>`` within EE's rule."""
+        if self.workload_tag is not None:
+            return str(self.workload_tag) or None
+        return default_workload_tag(self.dag_id, self.task_id)
 
     def _file_format(self) -> str | None:
         """The file format EE is asked for: ``file_format``, or ``fileFormat`` in ``export_options``."""
@@ -384,6 +399,16 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int | float) and value > 0):
                 raise GeeConfigurationError(f"{name} must be a positive number of EECU-seconds, got {value!r}.")
+        if self.workload_tag and (problem := workload_tag_problem(str(self.workload_tag))):
+            raise GeeConfigurationError(f"workload_tag={self.workload_tag!r}: {problem}.")
+        file_format = self._file_format()
+        if self.export_type == "image" and file_format and rest_file_format(file_format, "image") != "GEO_TIFF":
+            raise GeeConfigurationError(
+                f"file_format={file_format!r}: image exports are harvested and verified as GeoTIFF only. EE writes "
+                "TFRecord images as several files and a JSON sidecar whose names Google does not document, so "
+                "their harvest could not tell complete from partial; use file_format='GeoTIFF' (the default), "
+                "or ee.batch.Export directly for TFRecord."
+            )
         if self.description is not None:
             # checked as given (the run's token is added later, shortened to EE's limit if need be)
             raw = self.description.replace("{tile_id}", self.tile_id or "").replace(RUN_TOKEN, "0" * 8)
@@ -562,7 +587,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
                 op = summarize(
                     self.hook.start_export(
                         ee_object, kind=self.export_type, destination=self.destination, request_id=rid,  # type: ignore[arg-type]
-                        **self._export_args(description),
+                        workload_tag=self._workload_tag(), **self._export_args(description),
                     )
                 )  # fmt: skip
                 self.log.info("Submitted EE task %s (%s, requestId %s)", op["name"], description, rid)
@@ -669,19 +694,33 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         (since 2025), so their Drive exports would fail in EE after queueing. Checked once per
         connection and process (Drive ``about``), as the answer does not change during a run.
         """
+        from googleapiclient.errors import HttpError
+
         from airflow_provider_gee.hooks.drive import DriveHook
 
         drive = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
         key = (self.gcp_conn_id, str(self.impersonation_chain), drive.drive_api_url)
         if key in _DRIVE_STORAGE_OK:
             return
-        quota = drive.storage_quota()
+        try:
+            quota = drive.storage_quota()
+        except HttpError as exc:
+            if exc.resp.status != 403 or b"insufficient" not in (exc.content or b"").lower():
+                raise
+            raise GeeConfigurationError(
+                f"Connection {self.gcp_conn_id!r} ({drive.identity_kind}) has no Drive scope, so EE could not write "
+                "the Drive export as it: tokens from the metadata server carry the VM's scopes (Cloud Platform only "
+                "by default) and gcloud's own login is not granted Drive. Export to Cloud Storage (destination='gcs', "
+                "bucket='...'), or give the connection a person's EE credentials (extra 'ee_credentials', the file "
+                "`earthengine authenticate` writes) or a login with your own OAuth client "
+                "(gcloud auth application-default login --client-id-file=... with the Drive scope)."
+            ) from None
         if quota["limit"] == 0:  # none at all (a full Drive may free up as harvests run: EE says so then)
             raise GeeConfigurationError(
                 f"Connection {self.gcp_conn_id!r} has no Drive storage (limit 0 bytes): EE writes Drive exports "
                 "as the caller, and service accounts have no Drive "
                 "storage. Export to Cloud Storage (destination='gcs', bucket='...'), or use a person's credentials "
-                "(gcloud auth application-default login) for Drive."
+                "for Drive (extra 'ee_credentials': the file `earthengine authenticate` writes)."
             )
         _DRIVE_STORAGE_OK.add(key)
 

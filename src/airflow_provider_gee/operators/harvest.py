@@ -227,8 +227,9 @@ class _DriveSource:
 
 
 class _GcsSource:
-    """Objects under a Cloud Storage prefix, through the Google provider's GCSHook (with a
-    prefix, only the objects EE names for that export, as :class:`_DriveSource`)."""
+    """Objects under a Cloud Storage prefix, through the Google provider's GCSHook on this
+    provider's connection (with a prefix, only the objects EE names for that export, as
+    :class:`_DriveSource`)."""
 
     kind = "gcs"
 
@@ -240,9 +241,9 @@ class _GcsSource:
         prefix: str | None,
         extensions: tuple[str, ...] = ALL_EXTENSIONS,
     ) -> None:
-        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+        from airflow_provider_gee.hooks.gcs import GcsHook
 
-        self.hook = GCSHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)
+        self.hook = GcsHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)
         self.bucket, self.prefix, self.extensions = bucket, prefix or "", extensions
         self._lock = threading.Lock()
 

@@ -163,3 +163,30 @@ def tile_id_problem(tile_id: str) -> str | None:
     if _SHARD_ID.search(tile_id):
         return "ids ending in -<10 digits>-<10 digits> are how EE names the parts of a sharded file"
     return None
+
+
+#: ``ee.data.setWorkloadTag``'s rule: 1-63 characters, alphanumeric at both ends, ``-_.`` between
+_WORKLOAD_TAG = re.compile(r"[a-zA-Z0-9](?:[-_.a-zA-Z0-9]{0,61}[a-zA-Z0-9])?")
+MAX_WORKLOAD_TAG = 63
+
+
+def workload_tag_problem(tag: str) -> str | None:
+    """What is wrong with a workload tag by EE's rule, or ``None``."""
+    if _WORKLOAD_TAG.fullmatch(tag):
+        return None
+    return (
+        "a workload tag is 1-63 characters, beginning and ending with a letter or digit, with letters, digits, "
+        "'-', '_' and '.' between"
+    )
+
+
+def default_workload_tag(dag_id: str, task_id: str) -> str:
+    """``<dag_id>.<task_id>`` within EE's workload-tag rule (other characters become ``-``; a name
+    too long keeps its start and a digest of the whole, so that two long names stay apart): the
+    tag EE's usage reports (Cloud Monitoring's ``workload_tag`` label) attribute a task's EECU to."""
+    text = re.sub(r"[^-_.a-zA-Z0-9]", "-", f"{dag_id}.{task_id}")
+    if len(text) > MAX_WORKLOAD_TAG:
+        digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:8]
+        text = f"{text[: MAX_WORKLOAD_TAG - 9]}-{digest}"
+    text = re.sub(r"^[^a-zA-Z0-9]+|[^a-zA-Z0-9]+$", "", text)
+    return text or "airflow"

@@ -44,15 +44,21 @@ EXPORT_EXTENSIONS: dict[str, tuple[str, ...]] = {
 ALL_EXTENSIONS: tuple[str, ...] = tuple(sorted({e for exts in EXPORT_EXTENSIONS.values() for e in exts}))
 
 
-def export_extensions(file_format: str | None, export_type: str | None) -> tuple[str, ...]:
-    """The extensions of the files EE writes for an export of ``export_type`` (``image`` or
-    ``table``) in ``file_format`` (as ``ee.batch`` or the REST API spell it; ``None``: EE's default,
-    GeoTIFF for images, CSV for tables). Unknown: every extension EE writes."""
+def rest_file_format(file_format: str | None, export_type: str | None) -> str:
+    """``file_format`` as the REST API names it (``GeoTIFF`` -> ``GEO_TIFF``, ``TFRecord`` ->
+    ``TF_RECORD_IMAGE``/``TF_RECORD_TABLE``; ``None``: EE's default, GeoTIFF for images, CSV for
+    tables)."""
     fmt = (file_format or {"image": "GeoTIFF", "table": "CSV"}.get(export_type or "", "")).upper()
     fmt = {"GEOTIFF": "GEO_TIFF", "GEOJSON": "GEO_JSON"}.get(fmt, fmt)
     if fmt == "TFRECORD":
         fmt = {"image": "TF_RECORD_IMAGE", "table": "TF_RECORD_TABLE"}.get(export_type or "", "")
-    return EXPORT_EXTENSIONS.get(fmt, ALL_EXTENSIONS)
+    return fmt
+
+
+def export_extensions(file_format: str | None, export_type: str | None) -> tuple[str, ...]:
+    """The extensions of the files EE writes for an export of ``export_type`` (``image`` or
+    ``table``) in ``file_format`` (see :func:`rest_file_format`). Unknown: every extension EE writes."""
+    return EXPORT_EXTENSIONS.get(rest_file_format(file_format, export_type), ALL_EXTENSIONS)
 
 
 def export_file_pattern(prefix: str, extensions: tuple[str, ...] = ALL_EXTENSIONS) -> re.Pattern[str]:

@@ -64,7 +64,42 @@ def _parser() -> argparse.ArgumentParser:
         help="write an authorized_user credentials file for a person (--user-email) to FILE (mode 600); point "
         "GOOGLE_APPLICATION_CREDENTIALS at it and use a connection without a key (--print-connection --user)",
     )
-    p.add_argument("--user-email", default="analyst@example.com", help="the person of --write-user-credentials")
+    p.add_argument(
+        "--oauth-client",
+        choices=("gcloud", "own"),
+        default="gcloud",
+        help="the OAuth client of --write-user-credentials: gcloud's own (Cloud scopes only, no Drive, as Google "
+        "grants it since 2025-06-23; default) or a client of the person's own (gcloud --client-id-file: Drive too)",
+    )
+    p.add_argument(
+        "--write-ee-credentials",
+        default=None,
+        metavar="FILE",
+        help="write the file `earthengine authenticate` writes (EE's client and scopes, Drive included, and the "
+        "project) for the person (--user-email) to FILE (mode 600); with --user the printed connection names it "
+        "in its extra 'ee_credentials'",
+    )
+    p.add_argument("--user-email", default="analyst@example.com", help="the person of the credentials written")
+    p.add_argument(
+        "--registration-state",
+        choices=("REGISTERED_NOT_COMMERCIALLY", "REGISTERED_COMMERCIALLY", "NOT_REGISTERED"),
+        default="REGISTERED_NOT_COMMERCIALLY",
+        help="the project's EE registration (projects.getConfig); NOT_REGISTERED refuses EE calls as EE does",
+    )
+    p.add_argument(
+        "--plan-max-concurrent-exports",
+        type=int,
+        default=None,
+        metavar="N",
+        help="planMaxConcurrentExports of projects.getConfig (default: --ee-concurrency)",
+    )
+    p.add_argument(
+        "--quota-project",
+        action="append",
+        default=[],
+        metavar="P",
+        help="a further project callers may name in X-Goog-User-Project (others: USER_PROJECT_DENIED)",
+    )
     p.add_argument(
         "--user", action="store_true", help="--print-connection/--connection-file: a connection without a key (ADC)"
     )
@@ -207,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         task_timeout_seconds=args.task_timeout_seconds,
         request_id_reuse=args.request_id_reuse,
         error_status=error_status,
+        registration_state=args.registration_state,
+        plan_max_concurrent_exports=args.plan_max_concurrent_exports,
+        quota_projects=tuple(args.quota_project),
     )
     try:
         server = EmulatorServer(
@@ -226,16 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    ee_file = os.path.abspath(args.write_ee_credentials) if args.write_ee_credentials else None
+    connection = server.connection(user=args.user, ee_credentials=ee_file if args.user else None)
     if args.connection_file:
         # it holds the generated private key: readable by its owner only
-        _write_json(args.connection_file, {"google_cloud_default": server.connection(user=args.user)}, 0o600)
+        _write_json(args.connection_file, {"google_cloud_default": connection}, 0o600)
     if args.admin_token_file:
         _write_json(args.admin_token_file, {"admin_token": server.admin_token}, 0o600)
     if args.write_user_credentials:  # a credential: readable by its owner only
-        _write_json(args.write_user_credentials, server.user_credentials(args.user_email), 0o600)
+        person = server.user_credentials(args.user_email, client=args.oauth_client)
+        _write_json(args.write_user_credentials, person, 0o600)
+    if ee_file:
+        _write_json(ee_file, server.ee_credentials(args.user_email), 0o600)
     print(f"listening on {server.url}", flush=True)
     if args.print_connection:
-        print(json.dumps(server.connection(user=args.user)), flush=True)
+        print(json.dumps(connection), flush=True)
     stop.wait()
     server.stop()
     return 0

@@ -145,6 +145,44 @@ class EmulatorConfig:
     #: a table asset's ``featureCount``: "when_nonzero" (written unless 0, as proto3 JSON does) or
     #: "never" (EE need not have counted a table yet; when it has, the REST reference does not say)
     feature_count: str = "when_nonzero"
+    #: the project's Earth Engine registration (``projects.getConfig``: ``NOT_REGISTERED``,
+    #: ``REGISTERED_COMMERCIALLY``, ``REGISTERED_NOT_COMMERCIALLY``); an unregistered project's
+    #: calls are refused with EE's message
+    registration_state: str = "REGISTERED_NOT_COMMERCIALLY"
+    #: ``planMaxConcurrentExports`` (``None``: the same as ``ee_concurrency``, EE's
+    #: ``maxConcurrentExports``)
+    plan_max_concurrent_exports: int | None = None
+    #: projects other than ``project`` a caller may name as quota project (``X-Goog-User-Project``);
+    #: any other is refused with Google's USER_PROJECT_DENIED
+    quota_projects: tuple[str, ...] = ()
+    #: the scopes of the metadata server's token (a VM's default: Cloud Platform only, no Drive)
+    metadata_scopes: tuple[str, ...] = ("https://www.googleapis.com/auth/cloud-platform",)
+
+
+#: the fields of ExportImageRequest and ExportTableRequest (EE REST reference, v1; ``maxWorkers``
+#: as ``ee/batch.py`` sends it): Google answers any other with "Invalid JSON payload received"
+EXPORT_FIELDS = {
+    "image": frozenset({"expression", "description", "maxPixels", "grid", "requestId", "workloadTag", "priority",
+                        "fileExportOptions", "assetExportOptions", "maxWorkers"}),
+    "table": frozenset({"expression", "description", "selectors", "requestId", "maxErrorMeters", "maxWorkers",
+                        "maxVertices", "workloadTag", "priority", "policy", "fileExportOptions",
+                        "assetExportOptions", "featureViewExportOptions", "bigqueryExportOptions"}),
+}  # fmt: skip
+#: ``ee.data.setWorkloadTag``: 1-63 characters, alphanumeric at both ends, ``-_.`` and alphanumerics between
+WORKLOAD_TAG_RE = re.compile(r"[a-zA-Z0-9](?:[-_.a-zA-Z0-9]{0,61}[a-zA-Z0-9])?")
+#: image file formats the emulator writes; EE's TFRecord image exports (several files and a JSON
+#: sidecar whose names Google does not document) are refused rather than written as GeoTIFF
+IMAGE_FILE_FORMATS = ("GEO_TIFF",)
+
+
+def _wrapped_int(value: Any, field_name: str) -> int:
+    """An Int32Value/Int64Value field in either JSON form: plain (the REST reference's
+    ``"priority": 150``) or the wrapper ``ee/batch.py`` sends (``{"value": 150}``)."""
+    raw = value.get("value") if isinstance(value, dict) else value
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"Invalid value at '{field_name}' (TYPE_INT32), \"{raw}\"", "INVALID_ARGUMENT") from None
 
 
 #: EECU-seconds per pixel x band x image read: the emulator's cost model (docs/emulator.md)
@@ -192,7 +230,7 @@ class EarthEngineState:
         self.work_dir = work_dir
         self.lock = threading.RLock()
         self.operations: dict[str, Operation] = {}
-        self.request_ids: dict[tuple[str, str], str] = {}
+        self.request_ids: dict[tuple[str, str, str], str] = {}  # (project, caller, requestId) -> id
         self.assets: dict[str, dict[str, Any]] = {}
         self.stats = Stats()
         self._seq = 0
@@ -229,11 +267,51 @@ class EarthEngineState:
 
     # ---------------------------------------------------------------- operations
 
+    def usage_by_workload_tag(self) -> dict[str, float]:
+        """EECU-seconds of succeeded exports by ``workloadTag`` ("" untagged), as Cloud
+        Monitoring's "Used EECU-seconds" reports them by its ``workload_tag`` label."""
+        usage: Counter[str] = Counter()
+        with self.lock:
+            for op in self.operations.values():
+                if op.state == "SUCCEEDED":
+                    usage[str(op.body.get("workloadTag") or "")] += float(op.metadata.get("batchEecuUsageSeconds", 0))
+        return {tag: round(seconds, 6) for tag, seconds in sorted(usage.items())}
+
     @property
     def in_flight(self) -> int:
         return sum(1 for op in self.operations.values() if op.state in ACTIVE)
 
+    def _check_body(self, kind: str, body: dict[str, Any]) -> int:
+        """Google's checks of an export body; returns its priority (default 100)."""
+        unknown = sorted(set(body) - EXPORT_FIELDS[kind])
+        if unknown:
+            raise ApiError(
+                400,
+                f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.',
+                "INVALID_ARGUMENT",
+            )
+        tag = body.get("workloadTag")
+        if tag not in (None, "") and not WORKLOAD_TAG_RE.fullmatch(str(tag)):
+            raise ApiError(
+                400,
+                f"Invalid workload tag '{tag}': it must be 1-63 characters, beginning and ending with an alphanumeric "
+                "character, with dashes, underscores, dots and alphanumerics between.",
+                "INVALID_ARGUMENT",
+            )
+        file_format = str((body.get("fileExportOptions") or {}).get("fileFormat") or "GEO_TIFF")
+        if kind == "image" and file_format not in IMAGE_FILE_FORMATS:
+            raise ApiError(
+                400,
+                f"The emulator does not model image exports as {file_format}: it writes GEO_TIFF only.",
+                "INVALID_ARGUMENT",
+            )
+        priority = 100 if body.get("priority") is None else _wrapped_int(body["priority"], "priority")
+        if not 0 <= priority <= 9999:
+            raise ApiError(400, "Priority must be an integer between 0 and 9999.", "INVALID_ARGUMENT")
+        return priority
+
     def submit_export(self, project: str, kind: str, body: dict[str, Any], caller: str | None = None) -> dict[str, Any]:
+        priority = self._check_body(kind, body)
         request_id = body.get("requestId")
         if request_id is not None and not REQUEST_ID_RE.match(str(request_id)):
             raise ApiError(
@@ -252,8 +330,11 @@ class EarthEngineState:
         with self.lock:
             self.stats.export_requests += 1
             self._forget_expired()
-            if request_id and (project, request_id) in self.request_ids:
-                first = self.operations[self.request_ids[(project, request_id)]]
+            # the REST reference: "If multiple requests with the same non-empty requestId are made by
+            # the same user, only one may succeed": ids are the caller's, not the project's
+            key = (project, caller or "", str(request_id))
+            if request_id and key in self.request_ids:
+                first = self.operations[self.request_ids[key]]
                 if first.body != body and self.config.request_id_reuse == "reject":
                     # the REST reference: only one request with a given requestId may start an
                     # operation; a repeat that is not identical may be rejected
@@ -284,7 +365,7 @@ class EarthEngineState:
                     "state": "PENDING",
                     "description": description,
                     "type": _EXPORT_TYPES[kind],
-                    "priority": int((body.get("priority") or {}).get("value", 100)),
+                    "priority": priority,
                     "createTime": now,
                     "updateTime": now,
                     "attempt": 1,
@@ -292,7 +373,7 @@ class EarthEngineState:
             )
             self.operations[op_id] = op
             if request_id:
-                self.request_ids[(project, request_id)] = op_id
+                self.request_ids[key] = op_id
             self._schedule()
             self._on_change()
             return op.resource()
@@ -711,10 +792,14 @@ class EarthEngineState:
                     }
                     for op in self.operations.values()
                 ],
-                "request_ids": [[p, r, o] for (p, r), o in self.request_ids.items()],
+                "request_ids": [[p, c, r, o] for (p, c, r), o in self.request_ids.items()],
                 "assets": list(self.assets.values()),
                 "seq": self._seq,
             }
+
+    def _caller_of(self, op_id: str) -> str:
+        op = self.operations.get(op_id)
+        return (op.caller or "") if op else ""
 
     def restore(self, data: dict[str, Any]) -> None:
         with self.lock:
@@ -735,6 +820,10 @@ class EarthEngineState:
                     op.metadata.update(state="PENDING", progress=0.0)
                     op.metadata["attempt"] = int(op.metadata.get("attempt", 1)) + 1
                 self.operations[op.id] = op
-            self.request_ids = {(p, r): o for p, r, o in data.get("request_ids", [])}
+            # a snapshot from before request ids were per caller: the caller is its operation's
+            self.request_ids = {
+                (k[0], k[1], k[2]) if len(k) == 4 else (k[0], self._caller_of(k[2]), k[1]): k[-1]
+                for k in data.get("request_ids", [])
+            }
             self.assets = {a["name"]: a for a in data.get("assets", [])}
             self._schedule()

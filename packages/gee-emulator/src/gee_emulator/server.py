@@ -19,11 +19,19 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gee_emulator.algorithms import algorithms_json
-from gee_emulator.auth import DEFAULT_USER_SCOPES, Identity, TokenAuthority, generate_service_account_key
+from gee_emulator.auth import (
+    DEFAULT_USER_SCOPES,
+    DRIVE_SCOPE,
+    GCLOUD_SCOPES,
+    Identity,
+    TokenAuthority,
+    generate_service_account_key,
+)
 from gee_emulator.discovery import discovery_document
 from gee_emulator.drive_store import FOLDER_MIME, ROOT_ID, DriveError, DriveStore
 from gee_emulator.ee_state import ApiError, EarthEngineState, EmulatorConfig
 from gee_emulator.faults import FaultInjector
+from gee_emulator.identity_routes import register as register_identity_routes
 
 Handler = Callable[["_RequestHandler", re.Match[str]], None]
 _routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
@@ -181,16 +189,22 @@ class EmulatorServer:
                 "drive_peak_bytes": self.drive.peak_bytes,
                 "drive_files": sum(1 for f in self.drive.files.values() if f.mimeType != FOLDER_MIME),
                 "bytes_downloaded": self.ee.stats.bytes_downloaded,
+                "eecu_seconds_by_workload_tag": self.ee.usage_by_workload_tag(),
                 "faults": self.faults.rules(),
             }
 
-    def connection(self, conn_id: str = "google_cloud_default", *, user: bool = False) -> dict[str, Any]:
+    def connection(
+        self, conn_id: str = "google_cloud_default", *, user: bool = False, ee_credentials: str | None = None
+    ) -> dict[str, Any]:
         """An Airflow connection (JSON form) that points every hook of this provider here: with
         the generated service-account key, or (``user``) with no key, so that the hooks use
         Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, see
-        :meth:`user_credentials`), as a connection for a person's login does in production."""
+        :meth:`user_credentials`), as a connection for a person's login does in production, or
+        the EE credentials file at ``ee_credentials`` (see :meth:`ee_credentials`)."""
         extra: dict[str, Any] = {"project": self.config.project, "api_url": self.url, "num_retries": 5}
-        if not user:
+        if ee_credentials:
+            extra["ee_credentials"] = ee_credentials
+        elif not user:
             extra["keyfile_dict"] = json.dumps(self.service_account_key)
         return {
             "conn_type": "google_cloud_platform",
@@ -199,11 +213,24 @@ class EmulatorServer:
         }
 
     def user_credentials(
-        self, email: str = "analyst@example.com", scopes: tuple[str, ...] = DEFAULT_USER_SCOPES
+        self, email: str = "analyst@example.com", scopes: tuple[str, ...] | None = None, client: str = "gcloud"
     ) -> dict[str, Any]:
         """An ``authorized_user`` credentials file's content for a person (as ``gcloud auth
-        application-default login`` writes it); point ``GOOGLE_APPLICATION_CREDENTIALS`` at it."""
-        return self.auth.user_credentials(email, scopes, self.config.project)
+        application-default login`` writes it); point ``GOOGLE_APPLICATION_CREDENTIALS`` at it.
+
+        :param client: ``gcloud`` (gcloud's own OAuth client: Cloud scopes only, a Drive scope is
+            refused as Google's login page refuses it) or ``own`` (a client of the person's own,
+            ``--client-id-file``: Drive too).
+        :param scopes: the scopes asked for (default: the client's EE scopes).
+        """
+        if scopes is None:
+            scopes = GCLOUD_SCOPES if client == "gcloud" else DEFAULT_USER_SCOPES
+        return self.auth.user_credentials(email, scopes, self.config.project, client)
+
+    def ee_credentials(self, email: str = "analyst@example.com") -> dict[str, Any]:
+        """The content of the file ``earthengine authenticate`` writes for a person
+        (``~/.config/earthengine/credentials``): EE's client, EE's scopes, the project."""
+        return self.auth.ee_credentials(email, self.config.project)
 
 
 class _Server(ThreadingHTTPServer):
@@ -281,7 +308,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 message = "Admin routes need the emulator's admin token (--admin-token-file)."
                 self.send_json(401, _error_body(401, message, "UNAUTHENTICATED"))
                 return
-        needs_token = self.emu.require_auth and not name.startswith(("admin.", "oauth."))
+        needs_token = self.emu.require_auth and not name.startswith(("admin.", "oauth.", "metadata.", "sts."))
         if needs_token and not self.emu.auth.valid(self.headers.get("Authorization")):
             self._discard_body()
             message = "Request had invalid authentication credentials."
@@ -297,6 +324,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         ):
             self._discard_body()
             self.send_json(403, _error_body(403, QUOTA_PROJECT_REQUIRED, "PERMISSION_DENIED"))
+            return
+        denied = self._project_problem(name, match)
+        if denied:
+            self._discard_body()
+            self.send_json(403, denied)
             return
         if name.startswith("drive.") and identity and not identity.has_scope_prefix(DRIVE_SCOPE):
             # Google: a token without a Drive scope is refused by Drive whatever the identity
@@ -339,6 +371,25 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_json(400, _error_body(400, f"Invalid request: {exc}", "INVALID_ARGUMENT"))
 
     _suppress = False
+
+    def _project_problem(self, name: str, match: re.Match[str]) -> dict[str, Any] | None:
+        """Google's refusal of an EE call for its project: a quota project (``X-Goog-User-Project``)
+        the caller may not use (USER_PROJECT_DENIED), or a project not registered for EE."""
+        if not name.startswith("ee.") or name == "ee.discovery":
+            return None
+        project = match.groupdict().get("project")
+        quota = self.headers.get("X-Goog-User-Project")
+        cfg = self.emu.config
+        if quota and quota not in {cfg.project, project, *cfg.quota_projects}:
+            body = _error_body(403, USER_PROJECT_DENIED.format(project=quota), "PERMISSION_DENIED")
+            body["error"]["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "USER_PROJECT_DENIED",
+                 "domain": "googleapis.com", "metadata": {"consumer": f"projects/{quota}"}}
+            ]  # fmt: skip
+            return body
+        if project == cfg.project and cfg.registration_state == "NOT_REGISTERED" and name != "ee.projects.getConfig":
+            return _error_body(403, NOT_REGISTERED.format(project=project), "PERMISSION_DENIED")
+        return None
 
     def body_bytes(self) -> bytes:
         if self._body is None:
@@ -431,6 +482,21 @@ def _compute(h: _RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, {"result": h.emu.ee.compute(expression)})
 
 
+@route("GET", _P + r"/config", "ee.projects.getConfig")
+def _project_config(h: _RequestHandler, m: re.Match[str]) -> None:
+    """``projects.getConfig`` (ProjectConfig, EE REST reference): registration and export limits."""
+    cfg = h.emu.config
+    h.send_json(
+        200,
+        {
+            "name": f"projects/{m['project']}/config",
+            "registrationState": cfg.registration_state,
+            "maxConcurrentExports": cfg.ee_concurrency,
+            "planMaxConcurrentExports": max(cfg.ee_concurrency, cfg.plan_max_concurrent_exports or 0),
+        },
+    )
+
+
 @route("GET", _P + r"/operations", "ee.operations.list")
 def _operations_list(h: _RequestHandler, m: re.Match[str]) -> None:
     if h.query.get("filter"):
@@ -518,12 +584,25 @@ def _assets_delete(h: _RequestHandler, m: re.Match[str]) -> None:
 # ============================================================ Drive routes
 
 _DRIVE = r"/drive/v3"
-DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
 #: Google's answer to a person's credentials (ADC) that name no quota project
 QUOTA_PROJECT_REQUIRED = (
     "Your application is authenticating by using local Application Default Credentials. The "
     "earthengine.googleapis.com API requires a quota project, which is not set by default. To learn how to set "
     "your quota project, see https://cloud.google.com/docs/authentication/adc-troubleshooting/user-creds ."
+)
+
+
+#: Google's answer to a quota project the caller lacks ``serviceusage.services.use`` on
+USER_PROJECT_DENIED = (
+    "Caller does not have required permission to use project {project}. Grant the caller the "
+    "roles/serviceusage.serviceUsageConsumer role, or a custom role with the serviceusage.services.use "
+    "permission, by visiting https://console.developers.google.com/iam-admin/iam/project?project={project} "
+    "and then retry. Propagation of the new permission may take a few minutes."
+)
+#: EE's answer for a project that is not registered to use it
+NOT_REGISTERED = (
+    "Project {project} is not registered to use Earth Engine. Visit "
+    "https://console.cloud.google.com/earth-engine/configuration?project={project} to register your project."
 )
 
 
@@ -655,6 +734,9 @@ def _token(h: _RequestHandler, m: re.Match[str]) -> None:
         h.send_json(400, {"error": error, "error_description": description or error})
 
 
+register_identity_routes(route)
+
+
 # ============================================================ admin
 
 
@@ -714,9 +796,13 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
         h.emu.drive.quota_bytes = None if quota is None else int(quota)
     if "drive_listing_lag_seconds" in body:
         h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
+    for key in ("quota_projects", "metadata_scopes"):
+        if key in body:
+            setattr(cfg, key, tuple(body[key]))
     for key in (
         "operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation",
         "max_pixels_per_task", "memory_limit_pixels", "task_timeout_seconds", "feature_count",
+        "registration_state", "plan_max_concurrent_exports",
     ):  # fmt: skip
         if key in body:
             setattr(cfg, key, body[key])
@@ -740,6 +826,8 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
             "memory_limit_pixels": cfg.memory_limit_pixels,
             "task_timeout_seconds": cfg.task_timeout_seconds,
             "feature_count": cfg.feature_count,
+            "registration_state": cfg.registration_state,
+            "plan_max_concurrent_exports": cfg.plan_max_concurrent_exports,
         },
     )
 
