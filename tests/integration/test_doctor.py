@@ -148,9 +148,13 @@ def test_the_bucket_probe_creates_and_deletes_an_object(emulator, monkeypatch, g
     from google.cloud import storage
 
     conn_id = _conn(monkeypatch, emulator.connection())
-    assert _levels(Doctor(conn_id, destination="gcs", bucket="landing").run())["bucket"] == "ok"
     bucket = storage.Client(project="p", credentials=AnonymousCredentials()).bucket("landing")
-    assert list(bucket.list_blobs()) == []  # the probe left nothing
+    bucket.blob("exports/someone-elses.tif").upload_from_string(b"not the doctor's")
+    finding = {f.check: f for f in Doctor(conn_id, destination="gcs", bucket="landing", prefix="exports/").run()}
+    assert finding["bucket"].level == "ok"
+    assert [b.name for b in bucket.list_blobs()] == ["exports/someone-elses.tif"]  # the probe left nothing else
+    requests_seen = emulator.stats()["requests"]
+    assert "drive.about" not in requests_seen  # a gcs destination needs no Drive
     missing = {f.check: f for f in Doctor(conn_id, destination="gcs", bucket="no-such-bucket").run()}
     assert missing["bucket"].level == "fail" and "storage.objectAdmin" in missing["bucket"].fix
 

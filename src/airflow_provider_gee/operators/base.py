@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_gee.utils.lineage import LineageMixin
 
 if TYPE_CHECKING:
+    from airflow_provider_gee.hooks.drive import DriveHook
     from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 
 # The hook module (the Google provider's base hook, googleapiclient, aiohttp) is imported where
@@ -59,6 +60,15 @@ class GeeHookMixin:
         from airflow_provider_gee.hooks.earth_engine import EarthEngineHook
 
         return EarthEngineHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+
+    @cached_property
+    def drive_hook(self) -> DriveHook:
+        """The connection's :class:`~airflow_provider_gee.hooks.drive.DriveHook` (one per
+        operator; a harvest's download threads make their own, as googleapiclient's are not
+        thread-safe)."""
+        from airflow_provider_gee.hooks.drive import DriveHook
+
+        return DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
 
 class GeeBaseOperator(LineageMixin, GeeHookMixin, BaseOperator):

@@ -23,12 +23,13 @@ class GeeDoctorOperator(GeeBaseOperator):
 
     :param destination: ``"drive"``, ``"gcs"`` or ``"asset"`` (templated; ``None``: no storage check).
     :param bucket: the bucket of ``gcs`` exports (templated); an object is created and deleted in it.
+    :param prefix: where in the bucket the exports write (templated): the probe object goes there.
     :param check_triggerer: defer once: the task comes back only if a triggerer runs the trigger.
     :param triggerer_timeout: seconds to wait for that before the task fails (Airflow's deferral
         timeout: no triggerer picked the trigger up).
     """
 
-    template_fields: Sequence[str] = ("destination", "bucket", *GeeBaseOperator.template_fields)
+    template_fields: Sequence[str] = ("destination", "bucket", "prefix", *GeeBaseOperator.template_fields)
     ui_color = "#f3e8c8"
 
     def __init__(
@@ -36,6 +37,7 @@ class GeeDoctorOperator(GeeBaseOperator):
         *,
         destination: str | None = None,
         bucket: str | None = None,
+        prefix: str = "",
         check_triggerer: bool = True,
         triggerer_timeout: float = 120.0,
         **kwargs: Any,
@@ -44,6 +46,7 @@ class GeeDoctorOperator(GeeBaseOperator):
         super().__init__(**kwargs)
         self.destination = destination
         self.bucket = bucket
+        self.prefix = prefix
         self.check_triggerer = check_triggerer
         self.triggerer_timeout = triggerer_timeout
 
@@ -54,6 +57,7 @@ class GeeDoctorOperator(GeeBaseOperator):
             self.gcp_conn_id,
             destination=self.destination,
             bucket=self.bucket,
+            prefix=self.prefix,
             impersonation_chain=self.impersonation_chain,
             metadata_db=False,
         )

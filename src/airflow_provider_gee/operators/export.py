@@ -696,9 +696,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         """
         from googleapiclient.errors import HttpError
 
-        from airflow_provider_gee.hooks.drive import DriveHook
-
-        drive = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
+        drive = self.drive_hook
         key = (self.gcp_conn_id, str(self.impersonation_chain), drive.drive_api_url)
         if key in _DRIVE_STORAGE_OK:
             return
@@ -882,11 +880,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         exts = export_extensions(self._file_format(), self.export_type)
         if self.destination == "gcs":
             return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket, prefix, exts).list())
-        from airflow_provider_gee.hooks.drive import DriveHook
-
-        drive = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
         try:
-            folder_id = drive.export_folder(self.folder, prefix, exts)
+            folder_id = self.drive_hook.export_folder(self.folder, prefix, exts)
         except GeeConfigurationError:  # no folder of that name: nothing was written
             return False
         return bool(_DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id, prefix, exts).list())

@@ -57,6 +57,8 @@ class Doctor:
     :param pool: the pool the exports run in (``None``: not checked).
     :param destination: ``drive``, ``gcs`` or ``asset`` (``None``: neither storage is checked).
     :param bucket: the Cloud Storage bucket of ``gcs`` exports.
+    :param prefix: where in the bucket the exports write (``exports/``): the probe object is
+        created and deleted there, where a grant limited to a prefix applies.
     :param impersonation_chain: service account(s) the exports impersonate.
     :param metadata_db: whether the Airflow metadata database can be read here (pools and the
         triggerer's heartbeat): yes for the command, no in a task (Airflow 3 gives tasks none).
@@ -69,10 +71,12 @@ class Doctor:
         pool: str | None = None,
         destination: str | None = None,
         bucket: str | None = None,
+        prefix: str = "",
         impersonation_chain: str | Sequence[str] | None = None,
         metadata_db: bool = True,
     ) -> None:
         self.conn_id, self.pool, self.destination, self.bucket = conn_id, pool, destination, bucket
+        self.prefix = prefix
         self.impersonation_chain = impersonation_chain
         self.metadata_db = metadata_db
         self.findings: list[Finding] = []
@@ -300,7 +304,7 @@ class Doctor:
         from airflow_provider_gee.hooks.gcs import GcsHook
 
         hook = GcsHook(gcp_conn_id=self.conn_id, impersonation_chain=self.impersonation_chain)
-        name = f"gee-doctor-probe-{uuid.uuid4().hex}.txt"
+        name = f"{self.prefix}gee-doctor-probe-{uuid.uuid4().hex}.txt"
         try:
             hook.upload(self.bucket, name, data=b"gee-doctor probe: safe to delete\n")
         except Exception as exc:  # Google's own message is the finding
@@ -363,8 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         help="check Drive storage (drive) or create and delete an object in --bucket (gcs)",
     )
     parser.add_argument("--bucket", default=None, help="the Cloud Storage bucket of gcs exports")
+    parser.add_argument("--prefix", default="", help="where in --bucket the exports write: the probe goes there")
     args = parser.parse_args(argv)
-    doctor = Doctor(args.conn_id, pool=args.pool, destination=args.destination, bucket=args.bucket)
+    doctor = Doctor(args.conn_id, pool=args.pool, destination=args.destination, bucket=args.bucket, prefix=args.prefix)
     render(args.conn_id, doctor.run())
     return 1 if doctor.failed else 0
 
