@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import http.server
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ import pytest
 # Before anything imports airflow: a private AIRFLOW_HOME and DAG folder, and loopback never
 # through a proxy.
 _HOME = tempfile.mkdtemp(prefix="gee-test-airflow-")
+atexit.register(shutil.rmtree, _HOME, True)  # this process's session home (xdist: each worker's), ~90 MB
 os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_HOME, "dags")
 os.makedirs(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], exist_ok=True)

@@ -188,6 +188,20 @@ def test_impersonation_chain_exports_as_the_impersonated_account(emulator, monke
     assert emulator.stats()["requests"]["iam.generateAccessToken"] >= 1
 
 
+def test_generate_access_token_holds_iams_rules(emulator):
+    import requests
+
+    token = emulator.user_credentials(client="own")["token"]
+    url = f"{emulator.url}/v1/projects/-/serviceAccounts/x@{emulator.config.project}.iam.gserviceaccount.com"
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"scope": [DRIVE], "lifetime": "600s"}
+    ok = requests.post(f"{url}:generateAccessToken", json=body, headers=headers, timeout=10)
+    assert ok.status_code == 200 and ok.json()["accessToken"]
+    for body in ({"lifetime": "600s"}, {"scope": [DRIVE], "lifetime": "7200s"}, {"scope": [DRIVE], "lifetime": "x"}):
+        assert requests.post(f"{url}:generateAccessToken", json=body, headers=headers, timeout=10).status_code == 400
+    assert requests.post(f"{url}:generateAccessToken", json={"scope": [DRIVE]}, timeout=10).status_code == 401
+
+
 def test_workload_identity_federation_exports(emulator, monkeypatch, tmp_path):
     """An ``external_account`` file: an OIDC token exchanged at STS, then a service account's token."""
     target = f"wif@{emulator.config.project}.iam.gserviceaccount.com"

@@ -134,7 +134,8 @@ def sts_token(h: _RequestHandler, m: re.Match[str]) -> None:
 
 def generate_access_token(h: _RequestHandler, m: re.Match[str]) -> None:
     """IAM Credentials ``generateAccessToken``: a token of ``m["email"]`` for a caller with a
-    valid token (Google also requires the Token Creator role, which the emulator grants everyone)."""
+    valid token (Google also requires the Token Creator role, which the emulator grants everyone),
+    with the scopes asked for (required) for at most an hour."""
     body = h.json_body()
     if h.identity is None:
         h.send_json(401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.",
@@ -144,8 +145,20 @@ def generate_access_token(h: _RequestHandler, m: re.Match[str]) -> None:
     if not email.endswith(".gserviceaccount.com"):
         h.send_json(404, {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}})
         return
-    lifetime = float(str(body.get("lifetime") or "3600s").rstrip("s"))
-    issued = h.emu.auth.issue(Identity(email, frozenset(body.get("scope") or ())), lifetime)
+    scopes = body.get("scope")
+    try:
+        lifetime = float(str(body.get("lifetime") or "3600s").removesuffix("s"))
+    except ValueError:
+        lifetime = -1.0
+    # the reference: a scope is required; the lifetime is at most an hour unless an organization
+    # policy allows up to 12 (which the emulator does not model)
+    problem = "scope must name at least one OAuth scope" if not scopes or not isinstance(scopes, list) else None
+    if problem is None and not 0 < lifetime <= 3600:
+        problem = f"lifetime must be a duration of at most 3600s, got {body.get('lifetime')!r}"
+    if problem:
+        h.send_json(400, {"error": {"code": 400, "message": problem, "status": "INVALID_ARGUMENT"}})
+        return
+    issued = h.emu.auth.issue(Identity(email, frozenset(scopes)), lifetime)
     expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
     h.send_json(200, {"accessToken": issued["access_token"], "expireTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")})
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gee_emulator(**config): settings of the gee_emulator fixture's emulator")
     if str(config.getini("gee_isolated_airflow")).lower() in ("1", "true", "yes"):
         home = tempfile.mkdtemp(prefix="gee-emulator-airflow-")
+        config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
         os.environ["AIRFLOW_HOME"] = home
         os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
         os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(config.rootpath / str(config.getini("gee_dags_folder")))
