@@ -28,17 +28,6 @@ DRIVE_API_URL_ENV = "GEE_DRIVE_API_URL"
 #: Google's OAuth token endpoint and its ``tokeninfo`` (what a token may do)
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 GOOGLE_TOKENINFO_URI = "https://oauth2.googleapis.com/tokeninfo"
-#: Earth Engine's own OAuth client (``ee/oauth.py``), which ``earthengine authenticate`` uses and
-#: whose refresh tokens an EE credentials file holds when it names no client of its own
-EE_CLIENT_ID = "517222506229-vsmmajv00ul0bs7p89v5m89qs8eb9359.apps.googleusercontent.com"
-EE_CLIENT_SECRET = "RUP0RZ6e0pPhDzsqIJ7KlNd1"  # EE's public installed-app secret, ee/oauth.py; nosec B105
-#: ``ee/oauth.py`` SCOPES: what an EE credentials file grants when it names none
-EE_SCOPES = (
-    "https://www.googleapis.com/auth/earthengine",
-    "https://www.googleapis.com/auth/cloud-platform",
-    "https://www.googleapis.com/auth/drive",
-    "https://www.googleapis.com/auth/devstorage.full_control",
-)
 
 
 def is_google_url(url: str) -> bool:
@@ -163,8 +152,11 @@ class GeeConnectionMixin:
         cached: tuple[Any, str | None] | None = getattr(self, "_gee_credentials", None)
         if cached is None:
             ee_file = self._get_field("ee_credentials", None)  # type: ignore[attr-defined]
-            credentials, project = self._ee_file_credentials(ee_file) if ee_file else self._provider_credentials()
-            cached = (self._for_this_endpoint(credentials, project), project)
+            if ee_file:  # impersonates at the right endpoint itself
+                cached = self._ee_file_credentials(ee_file)
+            else:
+                credentials, project = self._provider_credentials()
+                cached = (self._for_this_endpoint(credentials), project)
             self._gee_credentials = cached
         return cached
 
@@ -201,6 +193,7 @@ class GeeConnectionMixin:
         """Credentials from an EE credentials file, as ``ee/oauth.py`` reads it
         (``get_credentials_arguments``): EE's client unless the file names one, its scopes, and its
         ``project`` (the connection's ``project`` extra wins)."""
+        from ee import oauth  # EE's own client id, secret and scopes, as `earthengine authenticate` uses them
         from google.oauth2.credentials import Credentials
 
         base: Any = self
@@ -210,9 +203,9 @@ class GeeConnectionMixin:
             token=None,
             refresh_token=data["refresh_token"],
             token_uri=self.token_uri,  # ee: Google's, "not overridable in file"; the emulator's offline
-            client_id=data.get("client_id") or EE_CLIENT_ID,
-            client_secret=data.get("client_secret") or EE_CLIENT_SECRET,
-            scopes=list(data.get("scopes") or EE_SCOPES),
+            client_id=data.get("client_id") or oauth.CLIENT_ID,
+            client_secret=data.get("client_secret") or oauth.CLIENT_SECRET,
+            scopes=list(data.get("scopes") or oauth.SCOPES),
         )
         chain = base.impersonation_chain or base._get_field("impersonation_chain", None)
         if chain:
@@ -237,7 +230,7 @@ class GeeConnectionMixin:
             iam_endpoint_override=override,
         )
 
-    def _for_this_endpoint(self, credentials: Any, project: str | None) -> Any:
+    def _for_this_endpoint(self, credentials: Any) -> Any:
         """Credentials as this connection uses them: impersonating at the emulator's IAM endpoint
         when the connection is not Google's (the Google provider always asks Google's). (EE calls
         bill the EE project: :func:`bill_to`, in the EE hook.)"""

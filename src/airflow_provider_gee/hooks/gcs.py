@@ -11,8 +11,8 @@ from airflow_provider_gee.hooks.connection import GeeConnectionMixin
 class GcsHook(GeeConnectionMixin, GCSHook):
     """:class:`~airflow.providers.google.cloud.hooks.gcs.GCSHook` with the credentials of
     :class:`~airflow_provider_gee.hooks.connection.GeeConnectionMixin` (an EE credentials file,
-    the EE project as quota project, impersonation at the emulator when the connection is not
-    Google's); everything else is the Google provider's.
+    impersonation at the emulator when the connection is not Google's); everything else is the
+    Google provider's.
 
     :param gcp_conn_id: the Airflow connection id.
     :param impersonation_chain: optional service account(s) to impersonate.

@@ -82,5 +82,7 @@ class GeeDoctorOperator(GeeBaseOperator):
     def execute_complete(
         self, context: Context, event: Any = None, findings: list[dict[str, str]] | None = None
     ) -> list[dict[str, str]]:
+        from airflow_provider_gee.utils.doctor import Finding
+
         self.log.info("triggerer: alive (the deferral came back)")
-        return [*(findings or []), {"check": "triggerer", "level": "ok", "detail": "a deferral came back", "fix": ""}]
+        return [*(findings or []), Finding("triggerer", "ok", "a deferral came back").as_dict()]
