@@ -59,6 +59,10 @@ class EarthEngineError(GeeRetryableError):
     :param retryable: whether the same request may succeed later (429, 5xx, deadline, connection).
     """
 
+    # Google's HTTP status (None for a failed EE task), where AirflowException's is the status an
+    # Airflow API answers with: a narrower type than Airflow declares, never read by Airflow here
+    status_code: int | None  # type: ignore[assignment]
+
     def __init__(
         self,
         message: str,

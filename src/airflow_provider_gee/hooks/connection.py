@@ -8,13 +8,18 @@ import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from airflow.exceptions import AirflowException, AirflowNotFoundException
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.utils.retry import RetryPolicy
+
+if TYPE_CHECKING:  # every user of the mixin also inherits GoogleBaseHook (``_get_field``, ``num_retries``)
+    from airflow.providers.google.common.hooks.base_google import GoogleBaseHook as _HookBase
+else:
+    _HookBase = object
 
 #: Scopes requested when the connection names none: EE itself, Drive (harvesting) and Cloud Storage.
 DEFAULT_SCOPES = (
@@ -121,7 +126,7 @@ def identity_kind(credentials: Any, *, ee_file: bool = False) -> str:
     return f"{module}.{name}"
 
 
-class GeeConnectionMixin:
+class GeeConnectionMixin(_HookBase):
     """Endpoints and scopes from connection extras, for hooks built on ``GoogleBaseHook``.
 
     * ``api_url``: EE base URL without a trailing slash (default: environment variable
@@ -141,7 +146,6 @@ class GeeConnectionMixin:
     their own (an ADC file from gcloud does), as the official ``ee`` client does.
     """
 
-    # ``_get_field`` etc. come from GoogleBaseHook, which every user of this mixin also inherits.
     _api_url_override: str | None = None
     _gee_credentials: tuple[Any, str | None] | None = None
 
@@ -151,7 +155,7 @@ class GeeConnectionMixin:
         cryptography's PEM framing errors)."""
         cached: tuple[Any, str | None] | None = getattr(self, "_gee_credentials", None)
         if cached is None:
-            ee_file = self._get_field("ee_credentials", None)  # type: ignore[attr-defined]
+            ee_file = self._get_field("ee_credentials", None)
             if ee_file:  # impersonates at the right endpoint itself
                 cached = self._ee_file_credentials(ee_file)
             else:
@@ -164,7 +168,7 @@ class GeeConnectionMixin:
     def identity_kind(self) -> str:
         """What kind of identity this connection resolves to (for logs and ``gee-doctor``)."""
         credentials = self.get_credentials_and_project_id()[0]
-        return identity_kind(credentials, ee_file=bool(self._get_field("ee_credentials", None)))  # type: ignore[attr-defined]
+        return identity_kind(credentials, ee_file=bool(self._get_field("ee_credentials", None)))
 
     @property
     def token_uri(self) -> str:
@@ -173,7 +177,7 @@ class GeeConnectionMixin:
         token lives long: it is never sent to another host on a guess."""
         if self.uses_google:
             return GOOGLE_TOKEN_URI
-        given = self._get_field("token_uri", None)  # type: ignore[attr-defined]
+        given = self._get_field("token_uri", None)
         if given:
             return str(given)
         if is_loopback_url(self.api_url):
@@ -245,12 +249,12 @@ class GeeConnectionMixin:
     def _provider_credentials(self) -> tuple[Any, str | None]:
         """The Google provider's credentials (key, key file, ADC, external account, impersonation)."""
         try:
-            return super().get_credentials_and_project_id()  # type: ignore[misc]
+            return super().get_credentials_and_project_id()
         except (ValueError, AirflowException) as exc:
             if isinstance(exc, AirflowNotFoundException):
                 raise
             conn_id = getattr(self, "gcp_conn_id", None)
-            if not (self._get_field("keyfile_dict", None) or self._get_field("key_path", None)):  # type: ignore[attr-defined]
+            if not (self._get_field("keyfile_dict", None) or self._get_field("key_path", None)):
                 raise GeeConfigurationError(
                     f"Connection {conn_id!r} has no key, so it uses Application Default Credentials, which failed "
                     f"({exc}): give it a person's EE credentials (extra 'ee_credentials': the file `earthengine "
@@ -292,7 +296,7 @@ class GeeConnectionMixin:
 
     @cached_property
     def client_cache_seconds(self) -> float:
-        value = self._get_field("client_cache_seconds", None)  # type: ignore[attr-defined]
+        value = self._get_field("client_cache_seconds", None)
         return 3600.0 if value in (None, "") else float(value)
 
     @cached_property

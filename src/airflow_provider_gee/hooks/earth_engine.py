@@ -475,6 +475,7 @@ class EarthEngineAsyncHook(GoogleBaseAsyncHook):
         **kwargs: Any,
     ) -> None:
         super().__init__(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain, **kwargs)
+        self.gcp_conn_id = gcp_conn_id  # GoogleBaseAsyncHook keeps it only inside its kwargs
         self._credentials: Any = None
         self._refreshing = asyncio.Lock()
         self._settings: tuple[str, str, RetryPolicy] | None = None

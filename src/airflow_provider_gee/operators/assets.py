@@ -15,12 +15,18 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
+from airflow_provider_gee.exceptions import (
+    EarthEngineError,
+    EarthEngineTaskFailed,
+    GeeConfigurationError,
+    GeeRetryableError,
+)
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, asset_url
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.utils.naming import RUN_TOKEN, request_id, run_token, sanitize_description
 from airflow_provider_gee.utils.operations import as_export_result, export_parts
 from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, ee_asset_uri, is_template
+from airflow_provider_gee.utils.task_state import TaskState
 
 # the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
 
@@ -275,7 +281,7 @@ class AssetMergeOperator(GeeBaseOperator):
         signature, key = properties.get(MERGED_SIG), _record_key()
         if key is None or not isinstance(signature, str):
             return False
-        return hmac.compare_digest(signature, sign_record(key, asset["name"], count, properties))
+        return hmac.compare_digest(signature, sign_record(key, (asset or {})["name"], count, properties))
 
     def _signed(self, name: str, count: int, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` with its ``gee_merged_sig`` (None, which removes a stale one, without a secret)."""
@@ -323,8 +329,8 @@ class AssetMergeOperator(GeeBaseOperator):
         destination = self.hook.asset_name(self.destination_asset)
         EarthEngineAssetLink.persist(context, url=asset_url(destination))
         existing = self.hook.get_asset(destination)
-        store = context.get("task_state_store")  # Airflow 3.3+
-        deleting = store.get(_DELETING_KEY) if store is not None else None
+        state = TaskState(context)
+        deleting = state.get(_DELETING_KEY)
         if deleting and deleting["destination"] == destination and self._merged_from(existing) == deleting["from"]:
             self.log.info(
                 "An earlier try verified %s and was deleting its parts: finishing that, no merge", destination
@@ -335,7 +341,7 @@ class AssetMergeOperator(GeeBaseOperator):
         total = sum(counts.values())
         source = self._fingerprint(parts)
         self.log.info("Merging %d parts (%d features) into %s", len(parts), total, destination)
-        plan = store.get(_STATE_KEY) if store is not None else None
+        plan = state.get(_STATE_KEY)
         if plan and plan.get("destination") == destination and plan.get("source") == source:
             # an earlier try of this task instance merged exactly these parts and died (or failed
             # a delete) before verifying: wait for its exports again instead of submitting others
@@ -433,7 +439,7 @@ class AssetMergeOperator(GeeBaseOperator):
 
         ti = context["ti"]
         while True:
-            operations = []
+            operations: list[str] = []
             while plan["next"] < len(plan["groups"]) and len(operations) < self.max_parallel_merges:
                 index = plan["next"]
                 plan["next"] += 1
@@ -472,9 +478,7 @@ class AssetMergeOperator(GeeBaseOperator):
                     "Level %d: merging group(s) up to %d of %d", plan["level"], plan["next"], len(plan["groups"])
                 )
                 plan["operations"] = operations
-                store = context.get("task_state_store")  # Airflow 3.3+
-                if store is not None:
-                    store.set(_STATE_KEY, plan)
+                TaskState(context).set(_STATE_KEY, plan)
                 self._wait(plan)
             if plan["next"] < len(plan["groups"]):
                 continue  # every group of this batch was already complete
@@ -498,11 +502,7 @@ class AssetMergeOperator(GeeBaseOperator):
     @staticmethod
     def _forget_plan(context: Context, deleting: bool = False) -> None:
         """Drop the stored level plan (and the delete record) of this task instance."""
-        store = context.get("task_state_store")  # Airflow 3.3+
-        if store is not None:
-            store.delete(_STATE_KEY)
-            if deleting:
-                store.delete(_DELETING_KEY)
+        TaskState(context).delete(_STATE_KEY, *([_DELETING_KEY] if deleting else []))
 
     def _wait(self, plan: dict[str, Any]) -> None:
         """Defer until the plan's submitted merge exports end (then :meth:`level_complete`)."""
@@ -531,7 +531,9 @@ class AssetMergeOperator(GeeBaseOperator):
     ) -> dict[str, Any]:
         """Resume after a batch of merge exports ended; ``plan`` is the level's plan, as deferred."""
         if plan is None:
-            plan = context["task_state_store"].get(_STATE_KEY)
+            plan = TaskState(context).get(_STATE_KEY)
+        if plan is None:  # deferred without its plan (3.3+), and the store lost it: the retry merges anew
+            raise GeeRetryableError("The merge's stored plan is gone; nothing was deleted. A retry merges again.")
         self._seen = {}
         if event.get("status") != "success":
             failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
@@ -579,10 +581,9 @@ class AssetMergeOperator(GeeBaseOperator):
             "asset_id": destination, "feature_count": total, "parts": parts, "deleted": [],
             "properties": sorted(union), "export_skipped": skipped,
         }  # fmt: skip
-        store = context.get("task_state_store")
-        if store is not None and (doomed or intermediates):
+        if doomed or intermediates:
             # before the first delete: a retry finishes these deletes instead of merging again
-            store.set(_DELETING_KEY, {"destination": destination, "from": fingerprint, "parts": doomed,
+            TaskState(context).set(_DELETING_KEY, {"destination": destination, "from": fingerprint, "parts": doomed,
                                       "intermediates": intermediates, "result": result})  # fmt: skip
         return self._delete(context, result, doomed, intermediates)
 

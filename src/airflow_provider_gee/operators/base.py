@@ -97,7 +97,7 @@ class GeeBaseOperator(LineageMixin, GeeHookMixin, BaseOperator):
         return kwargs
 
     @classmethod
-    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+    def partial(cls, **kwargs: Any) -> Any:
         """As Airflow's, with the operator's ``default_map_index_template``: a mapped operator's
         template is read from what ``partial`` was given, before any instance exists."""
         return super().partial(**cls._name_tiles(kwargs))

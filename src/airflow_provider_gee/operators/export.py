@@ -71,6 +71,7 @@ from airflow_provider_gee.utils.operations import (
     rest_file_format,
     summarize,
 )
+from airflow_provider_gee.utils.task_state import TaskState
 
 if TYPE_CHECKING:
     from airflow_provider_gee.utils.splitting import SplitPlan
@@ -727,11 +728,19 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         dag = self.dag if self.has_dag() else None
         return [t.task_id for t in (dag.tasks if dag else []) if t.task_type == type(self).__name__] or [self.task_id]
 
-    def _left_behind(self, context: Context) -> tuple[int, int] | None:
-        """``(EE tasks of this run in flight, export task instances of the run holding a slot)``
-        when an export task instance of the run was killed or failed (its EE task may run on
-        without it); ``None`` when none was, or Airflow cannot say. A count of such task instances
-        comes first (one small query): only then are the run's states and EE's listing read."""
+    def _left_behind(self, context: Context) -> tuple[int, int, int] | None:
+        """``(EE tasks of this run in flight, export task instances of the run holding a slot, this
+        one's rank)`` when an export task instance of the run was killed or failed (its EE task may
+        run on without it); ``None`` when none was, or Airflow cannot say. A count of such task
+        instances comes first (one small query): only then are the run's states and EE's listing
+        read, in that order, so that an export that submitted and deferred before the states were
+        read has its EE task in the listing.
+
+        The rank is the number of the run's export task instances in the worker ("running": the
+        only ones that can be about to submit) whose key (Airflow's ``task_id`` or
+        ``task_id_mapindex``) sorts before this one's: exports checking at the same moment see the
+        same free room and take it in that order instead of all taking it.
+        """
         ti = context["ti"]
         if not (hasattr(ti, "get_ti_count") and hasattr(ti, "get_task_states")):
             return None
@@ -746,14 +755,18 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         except Exception as exc:  # an Airflow without these calls, or dag.test(): no check, as before
             self.log.debug("Could not read the run's export states: %s", exc)
             return None
-        holders = sum(str(s) in SLOT_STATES for s in (states or {}).get(ti.run_id, {}).values())
+        run_states = {key: str(state) for key, state in (states or {}).get(ti.run_id, {}).items()}
+        holders = sum(state in SLOT_STATES for state in run_states.values())
+        map_index = getattr(ti, "map_index", -1)
+        me = ti.task_id if map_index is None or map_index < 0 else f"{ti.task_id}_{map_index}"
+        rank = sum(key < me for key, state in run_states.items() if state == "running")
         active = sum(
             1
             for op in self.hook.list_operations(500, max_pages=LIST_MAX_PAGES)
             if op.get("metadata", {}).get("state") in ACTIVE_STATES
             and self._run_token in (op.get("metadata", {}).get("description") or "")
         )
-        return active, holders
+        return active, holders, rank
 
     def _hold_for_left_behind(self, context: Context) -> None:
         """Keep "EE tasks in flight never exceed the pool" after a kill.
@@ -761,30 +774,30 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         A task process killed while its EE task runs frees its pool slot at once, and its EE task
         runs on until the retry re-attaches. Before submitting, the export counts its run's EE tasks
         in flight (by the run's token) against the run's export task instances that hold a slot
-        (itself included): each holder has at most one EE task, so when the EE tasks are not fewer
-        than the holders, one was left behind by a killed try, and this export waits for one of
-        them to end (deferred, holding its slot; or in the worker) before it submits. Only the
-        run's own EE tasks are seen (other runs' and DAGs' are not), and two exports checking at
-        the same moment may both pass: a bound for the run's own kills, checked only once one of its
-        task instances was killed or failed.
+        (itself included): each holder has at most one EE task, so the room left is the holders
+        less the EE tasks, and an export ranked ``r`` among the run's exports in the worker (see
+        :meth:`_left_behind`) submits only when more than ``r`` is left. Otherwise it waits
+        (deferred, holding its slot; or in the worker) for EE tasks to end. Only the run's own EE
+        tasks are seen (other runs' and DAGs' are not): a bound for the run's own kills, checked
+        only once one of its task instances was killed or failed.
         """
         if not (self.run_scoped_names and self._run_token):
             return
         deadline = time.monotonic() + self.wait_timeout if self.wait_timeout is not None else None
-        while (seen := self._left_behind(context)) is not None and seen[0] >= seen[1]:
-            active, holders = seen
+        while (seen := self._left_behind(context)) is not None and seen[0] + seen[2] >= seen[1]:
+            active, holders, rank = seen
             self.log.warning(
-                "%d EE task(s) of this run are in flight for %d task instance(s) holding the pool's slots: a killed "
-                "try left its EE task running (its retry re-attaches to it). Waiting for one to end before submitting, "
-                "so that EE tasks in flight stay within the pool",
-                active, holders,
+                "%d EE task(s) of this run are in flight for %d task instance(s) holding the pool's slots (%d of them "
+                "ahead of this one): a killed try left its EE task running (its retry re-attaches to it). Waiting for "
+                "EE tasks to end before submitting, so that EE tasks in flight stay within the pool",
+                active, holders, rank,
             )  # fmt: skip
             if self.deferrable:
                 from airflow_provider_gee.triggers.task import GeeQueueTrigger
 
                 self.defer(
                     trigger=GeeQueueTrigger(
-                        f"projects/{self.hook.project}", holders, gcp_conn_id=self.gcp_conn_id,
+                        f"projects/{self.hook.project}", holders - rank, gcp_conn_id=self.gcp_conn_id,
                         impersonation_chain=self.impersonation_chain, poll_interval=self.poll_interval,
                         description_contains=self._run_token, timeout=self.wait_timeout,
                     ),
@@ -879,7 +892,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
 
         exts = export_extensions(self._file_format(), self.export_type)
         if self.destination == "gcs":
-            return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket, prefix, exts).list())
+            return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket or "", prefix, exts).list())
         try:
             folder_id = self.drive_hook.export_folder(self.folder, prefix, exts)
         except GeeConfigurationError:  # no folder of that name: nothing was written
@@ -892,7 +905,9 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     def is_job_succeeded(self, status: str) -> bool:
         return status == "SUCCEEDED"
 
-    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | None:
+    # Airflow's mixin declares None, yet returns this method's value when it re-attaches a retry
+    # (execute_resumable's reconnect path): a result here ends the task with it
+    def poll_until_complete(self, external_id: Any, context: Context) -> dict[str, Any] | None:  # type: ignore[override]
         name = external_id["operation"]
         if self.deferrable:
             from airflow_provider_gee.triggers.task import GeeTaskTrigger
@@ -1001,8 +1016,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         """The split plan kept for this export (same tile and arguments), else ``None``."""
         from airflow_provider_gee.utils.splitting import SplitPlan
 
-        store = context.get("task_state_store")
-        data = store.get(SPLIT_KEY) if store is not None else None
+        data = TaskState(context).get(SPLIT_KEY)
         if not data:
             return None
         if self._is_own(data, "split plan"):
@@ -1038,9 +1052,7 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         return start.isoformat() if start else None
 
     def _save_plan(self, context: Context, plan: SplitPlan) -> None:
-        store = context.get("task_state_store")
-        if store is not None:
-            store.set(SPLIT_KEY, plan.data)
+        TaskState(context).set(SPLIT_KEY, plan.data)
 
     def _split(self, context: Context, failure: dict[str, Any]) -> dict[str, Any]:
         """The tile was refused for its size: export its quadrants instead."""
@@ -1224,9 +1236,8 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
     # ------------------------------------------------------------------ helpers
 
     def _stored_name(self, context: Context) -> str | None:
-        store = context.get("task_state_store")
-        stored = store.get(self.external_id_key) if store is not None else None
-        return stored["operation"] if stored else None
+        stored = TaskState(context).get(self.external_id_key)
+        return str(stored["operation"]) if stored and stored.get("operation") else None
 
     def _ee_object(self, context: Context) -> Any:
         import ee

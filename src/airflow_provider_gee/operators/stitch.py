@@ -141,7 +141,7 @@ class MosaicOperator(LineageMixin, BaseOperator):
             self.log.info("Copying %d tiles from object storage to a local work directory", len(files))
             files = _local_files(files, work)
         tiles = stitch.read_raster_tiles(files)
-        if self.target_crs:
+        if self.target_crs and self.target_resolution:  # given together (checked in __init__)
             self.log.info("Resampling %d tiles to %s at %s", len(tiles), self.target_crs, self.target_resolution)
             warped_dir = out_dir / f"{self.name}.warped"
             tiles = stitch.warp_to_grid(tiles, self.target_crs, self.target_resolution, warped_dir, self.resampling)

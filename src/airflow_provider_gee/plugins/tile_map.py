@@ -81,7 +81,7 @@ class GeeTileMapPlugin(AirflowPlugin):
     """The tile map page and its tab on the DAG run page."""
 
     name = "gee_tile_map"
-    fastapi_apps = _LazyApps()  # type: ignore[assignment]
+    fastapi_apps = _LazyApps()
     external_views = [
         {
             "name": "Tile map",

@@ -96,7 +96,7 @@ def deployment_pools() -> dict[str, bool]:
     """The pools of the configured metadata database: name -> include_deferred."""
     from airflow.models.pool import Pool
 
-    return {p.pool: bool(p.include_deferred) for p in Pool.get_pools()}
+    return {str(p.pool): bool(p.include_deferred) for p in Pool.get_pools()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from airflow.dag_processing.dagbag import DagBag  # Airflow 3.2+
     except ImportError:
-        from airflow.models.dagbag import DagBag  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]  # Airflow 3.1
 
     parser = argparse.ArgumentParser(prog="gee-dag-check", description=__doc__.splitlines()[0])
     parser.add_argument("dags_folder", nargs="?", default=None, help="default: [core] dags_folder")

@@ -123,7 +123,7 @@ def request_id(
     dag_id: str,
     task_id: str,
     run_id: str,
-    map_index: int,
+    map_index: int | None,
     generation: int,
     part: str = "",
     *,

@@ -131,9 +131,10 @@ def part_tile(tile: dict[str, Any], part_id: str, snap: Sequence[float] | None =
     current = tile
     for q in part_path(tile["tile_id"], part_id):
         wanted = f"{current['tile_id']}_q{q}"
-        current = next((p for p in split_tile(current, snap) if p["tile_id"] == wanted), None)  # type: ignore[assignment]
-        if current is None:
+        found = next((p for p in split_tile(current, snap) if p["tile_id"] == wanted), None)
+        if found is None:
             raise ValueError(f"Part {wanted} of tile {tile['tile_id']} is empty")
+        current = found
     return current
 
 

@@ -435,8 +435,8 @@ def write_vrt(
                 DataType=gdal_type, BlockXSize=str(t.block[1]), BlockYSize=str(t.block[0]),
             )  # fmt: skip
             size = {"xSize": str(t.width), "ySize": str(t.height)}
-            ET.SubElement(src, "SrcRect", xOff="0", yOff="0", **size)
-            ET.SubElement(src, "DstRect", xOff=str(col), yOff=str(row), **size)
+            ET.SubElement(src, "SrcRect", {"xOff": "0", "yOff": "0", **size})
+            ET.SubElement(src, "DstRect", {"xOff": str(col), "yOff": str(row), **size})
             if t.nodata is not None:
                 ET.SubElement(src, "NODATA").text = _nodata_text(t.nodata)
     ET.indent(root)

@@ -296,10 +296,11 @@ def grid_tiles(
     cell_bounds = np.column_stack([x0 - overlap, y0 - overlap, x0 + cell_size + overlap, y0 + cell_size + overlap])
     cells = shapely.box(*cell_bounds.T) if clip or not geographic else None
     geoms = shapely.intersection(cells, region_g) if clip else cells
-    if not geographic:
+    if from_grid is not None:  # a projected grid
+        back = from_grid
         geoms = shapely.transform(
             shapely.segmentize(geoms, cell_size / 8),  # keep projected edges' curvature in lon/lat
-            lambda xy: np.column_stack(from_grid.transform(xy[:, 0], xy[:, 1])),
+            lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])),
         )
     bboxes = _round(cell_bounds if geoms is None else shapely.bounds(geoms)).tolist()
     row_digits = _digits(math.ceil(abs(oy) * 2 / cell_size) if geographic else int(rows.max()))
@@ -331,7 +332,7 @@ def grid_tiles(
             if geographic:
                 plain = shapely.equals(geoms, shapely.box(*shapely.bounds(geoms).T)).tolist()
             else:
-                plain = [False] * len(geoms)
+                plain = [False] * count
             tiles = [
                 {
                     "tile_id": i,

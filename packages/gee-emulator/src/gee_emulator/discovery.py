@@ -210,7 +210,7 @@ def discovery_document(root_url: str) -> dict[str, Any]:
     schemas["ListOperationsResponse"] = _list_schema("ListOperationsResponse", "operations", "Operation")
     schemas["ListFeaturesResponse"] = _list_schema("ListFeaturesResponse", "features", "Feature")
     schemas["ListAlgorithmsResponse"] = _list_schema("ListAlgorithmsResponse", "algorithms", "EarthEngineAlgorithm")
-    global_params = {
+    global_params: dict[str, dict[str, Any]] = {
         name: {"type": "string", "location": "query"}
         for name in (
             "access_token",

@@ -4,6 +4,7 @@ subset of the ``q`` query language that EE users and the provider send.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import random
@@ -231,8 +232,8 @@ class DriveStore:
             return self.create_folder(name)
 
     def add_files(
-        self, parent_id: str, sources: list[tuple[str, Path, str]], owner: str | None = None
-    ) -> list[DriveFile]:
+        self, parent_id: str, sources: builtins.list[tuple[str, Path, str]], owner: str | None = None
+    ) -> builtins.list[DriveFile]:
         """Move finished files (name, temp path, mimeType) into the folder, all or none, owned by
         ``owner``: exceeding the quota raises :class:`QuotaExceeded` and adds nothing."""
         sizes = [p.stat().st_size for _, p, _ in sources]

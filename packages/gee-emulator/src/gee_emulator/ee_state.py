@@ -178,7 +178,7 @@ IMAGE_FILE_FORMATS = ("GEO_TIFF",)
 def _wrapped_int(value: Any, field_name: str) -> int:
     """An Int32Value/Int64Value field in either JSON form: plain (the REST reference's
     ``"priority": 150``) or the wrapper ``ee/batch.py`` sends (``{"value": 150}``)."""
-    raw = value.get("value") if isinstance(value, dict) else value
+    raw: Any = value.get("value") if isinstance(value, dict) else value
     try:
         return int(raw)
     except (TypeError, ValueError):
@@ -270,11 +270,12 @@ class EarthEngineState:
     def usage_by_workload_tag(self) -> dict[str, float]:
         """EECU-seconds of succeeded exports by ``workloadTag`` ("" untagged), as Cloud
         Monitoring's "Used EECU-seconds" reports them by its ``workload_tag`` label."""
-        usage: Counter[str] = Counter()
+        usage: dict[str, float] = {}
         with self.lock:
             for op in self.operations.values():
                 if op.state == "SUCCEEDED":
-                    usage[str(op.body.get("workloadTag") or "")] += float(op.metadata.get("batchEecuUsageSeconds", 0))
+                    tag = str(op.body.get("workloadTag") or "")
+                    usage[tag] = usage.get(tag, 0.0) + float(op.metadata.get("batchEecuUsageSeconds", 0))
         return {tag: round(seconds, 6) for tag, seconds in sorted(usage.items())}
 
     @property

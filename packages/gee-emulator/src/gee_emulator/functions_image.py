@@ -14,7 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import shapely
@@ -535,7 +535,8 @@ def reduce_collection(collection: Any, reducer: Any, parallelScale: Any = None, 
 
 
 def _reduced_stack(coll: ImageCollection, band: str, red: Reducer) -> Callable[[np.ndarray, np.ndarray], Any]:
-    return lambda lon, lat: red.fn(_stack(coll, band, lon, lat).astype(float))
+    # a masked array's astype is one too (numpy's stubs say ndarray)
+    return lambda lon, lat: red.fn(cast(np.ma.MaskedArray, _stack(coll, band, lon, lat).astype(float)))
 
 
 def _reduce_named(reducer_name: str) -> Callable[..., Image]:
@@ -663,7 +664,7 @@ def _reduce_at(img: Image, red: Reducer, lon: np.ndarray, lat: np.ndarray, *, pe
     out: dict[str, Any] = {}
     single_band = per_feature and len(img.bands) == 1
     for band in img.bands:
-        data = values[band.name].astype(float).reshape(-1, 1)
+        data = cast(np.ma.MaskedArray, values[band.name].astype(float).reshape(-1, 1))
         results = red.fn(data)
         for output, result in zip(red.outputs, results, strict=True):
             value = np.ma.asarray(result).reshape(-1)[0]
@@ -752,7 +753,7 @@ def sample(
     for i in range(lon.size):
         props = {}
         for name, data in values.items():
-            props[name] = None if data.mask[i] else data.data[i].item()
+            props[name] = None if np.ma.getmaskarray(data)[i] else data.data[i].item()
         if dropNulls is not False and any(v is None for v in props.values()):
             continue
         out.append(Feature(Geometry(shapely.Point(lon[i], lat[i])) if geometries else None, props))
@@ -840,7 +841,7 @@ def _sample_regions(
     points = [f for f in coll.features if f.geometry is not None]
     if not points:
         return FeatureCollection([])
-    centroids = [f.geometry.shape.representative_point() for f in points]
+    centroids = [cast(Geometry, f.geometry).shape.representative_point() for f in points]
     lon = np.array([p.x for p in centroids])
     lat = np.array([p.y for p in centroids])
     values, valid = img.sample(lon, lat)

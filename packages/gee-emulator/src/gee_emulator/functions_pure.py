@@ -506,7 +506,7 @@ def _date_get(date: Any, unit: Any, timeZone: Any = None) -> int:
 def _date_difference(date: Any, start: Any, unit: Any) -> float:
     d, s, u = as_date(date), as_date(start), _check_unit(unit, "Date.difference")
     if u in ("year", "month"):
-        months = (d.year - s.year) * 12 + (d.month - s.month)
+        months: float = (d.year - s.year) * 12 + (d.month - s.month)
         base = advance(s, months, "month")
         span = advance(base, 1, "month") - base
         months += (d - base) / span
@@ -621,7 +621,7 @@ def _truncate(d: dt.datetime, unit: str) -> dt.datetime:
         return day - dt.timedelta(days=(day.weekday() + 1) % 7)
     fields = ["day", "hour", "minute", "second"]
     keep = fields.index(unit)
-    zero = {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}
+    zero: dict[str, Any] = {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}
     return d.replace(**{k: v for k, v in zero.items() if k in (["hour", "minute", "second", "microsecond"][keep:])})
 
 
@@ -1289,7 +1289,9 @@ def _array_sort(array: Any, keys: Any = None) -> np.ndarray:
 def _array_accum(array: Any, axis: Any, reducer: Any = None) -> np.ndarray:
     """Running sums (EE's default), products, minima or maxima along ``axis``."""
     name = "sum" if reducer is None else _as_reducer(reducer, "Array.accum").name
-    ops = {"sum": np.cumsum, "product": np.cumprod, "min": np.minimum.accumulate, "max": np.maximum.accumulate}
+    ops: dict[str, Callable[..., np.ndarray]] = {
+        "sum": np.cumsum, "product": np.cumprod, "min": np.minimum.accumulate, "max": np.maximum.accumulate,
+    }  # fmt: skip
     if name not in ops:
         raise EvaluationError(f"Array.accum: the emulator accumulates with sum, product, min or max, not {name}.")
     return ops[name](as_array(array, "Array.accum"), axis=int(axis))

@@ -158,7 +158,7 @@ def generate_access_token(h: _RequestHandler, m: re.Match[str]) -> None:
     if problem:
         h.send_json(400, {"error": {"code": 400, "message": problem, "status": "INVALID_ARGUMENT"}})
         return
-    issued = h.emu.auth.issue(Identity(email, frozenset(scopes)), lifetime)
+    issued = h.emu.auth.issue(Identity(email, frozenset(scopes or ())), lifetime)
     expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lifetime)
     h.send_json(200, {"accessToken": issued["access_token"], "expireTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")})
 

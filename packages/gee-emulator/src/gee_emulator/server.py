@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import operator
 import re
 import secrets
 import tempfile
@@ -93,8 +94,12 @@ class EmulatorServer:
             )
         self.config = config or EmulatorConfig()
         self.require_auth = require_auth
-        self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="gee-emulator-")
-        self.state_dir = Path(state_dir) if state_dir else Path(self._tmp.name)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if state_dir:
+            self.state_dir = Path(state_dir)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="gee-emulator-")
+            self.state_dir = Path(self._tmp.name)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.faults = FaultInjector()
         self.drive = DriveStore(
@@ -105,8 +110,9 @@ class EmulatorServer:
         self.ee = EarthEngineState(self.config, self.drive, self.faults, work)
         self.httpd = _Server((host, port), _RequestHandler)
         self.httpd.emulator = self
-        self.host, self.port = self.httpd.server_address[:2]
-        display_host = f"[{self.host}]" if ":" in str(self.host) else self.host
+        bound_host, self.port = self.httpd.server_address[:2]
+        self.host = str(bound_host)  # an IP socket's address is text (bytes only for AF_UNIX)
+        display_host = f"[{self.host}]" if ":" in self.host else self.host
         # the URL clients use (in the connection and the key's token_uri): in a container network
         # it is the service's name, not the bind address
         self.url = (public_url or f"http://{display_host}:{self.port}").rstrip("/")
@@ -627,7 +633,7 @@ def _drive_list(h: _RequestHandler, m: re.Match[str]) -> None:
         attr = {"name": "name", "createdTime": "createdTime", "modifiedTime": "createdTime"}.get(field)
         if attr is None:
             raise DriveError(400, f"Invalid Value: unsupported orderBy key {field!r}", "invalid")
-        found.sort(key=lambda f, a=attr: getattr(f, a), reverse=direction.strip().lower() == "desc")
+        found.sort(key=operator.attrgetter(attr), reverse=direction.strip().lower() == "desc")
     files = [f.resource() for f in found]
     _send_page(h, files, "files", 100, 1000, kind="drive#fileList")
 
