@@ -96,6 +96,30 @@ def test_the_refresh_token_is_masked_in_logs(emulator, monkeypatch):
     assert stored["refresh_token"] not in str(redact(f"refresh with {stored['refresh_token']}"))
 
 
+def test_a_refresh_token_google_refuses_fails_the_trigger_naming_the_connection(emulator, monkeypatch):
+    """The triggerer's async hook refreshes the same credentials: a refused refresh (a revoked
+    consent) is EarthEngineError naming the connection and Google's answer, not retried."""
+    import asyncio
+
+    import aiohttp
+
+    from airflow_provider_gee.exceptions import EarthEngineError
+    from airflow_provider_gee.hooks.earth_engine import EarthEngineAsyncHook
+
+    revoked = {**emulator.ee_credentials(), "refresh_token": "1//emu-revoked"}
+    conn_id = _conn(monkeypatch, "gee_revoked", emulator.connection(user=True, ee_credentials=json.dumps(revoked)))
+
+    async def listing() -> dict:
+        async with aiohttp.ClientSession() as session:
+            path = f"projects/{emulator.config.project}/operations"
+            return await EarthEngineAsyncHook(gcp_conn_id=conn_id).request(session, "GET", path)
+
+    with pytest.raises(EarthEngineError) as info:
+        asyncio.run(listing())
+    assert "Connection 'gee_revoked' could not get an access token" in str(info.value)
+    assert "invalid_grant" in str(info.value) and not info.value.retryable
+
+
 def test_a_refresh_token_goes_only_to_google_or_a_local_emulator(monkeypatch, tmp_path):
     """A person's refresh token lives long: a connection whose api_url is some other host does not
     get it on a guess (a leftover dev api_url, or someone pointing a connection at their server)."""

@@ -1,8 +1,9 @@
-"""The base of the provider's operators and sensor: connection, impersonation, hook, safe retries.
+"""The base of the provider's operators: connection, impersonation, hook, safe retries.
 
 As in the Amazon provider (``AwsBaseOperator``/``AwsBaseSensor`` over one hook mixin), the
 connection arguments and the hook live in one mixin, used by :class:`GeeBaseOperator` and by
-:class:`~airflow_provider_gee.sensors.task.GeeTaskSensor`. Credentials only ever go through the
+:class:`~airflow_provider_gee.sensors.base.GeeBaseSensor`; operators that call no Google service
+build on :class:`GeeLocalOperator`. Credentials only ever go through the
 Google provider's ``GoogleBaseHook`` (``gcp_conn_id``, ``impersonation_chain``).
 """
 
@@ -71,8 +72,9 @@ class GeeHookMixin:
         return DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
 
 
-class GeeBaseOperator(LineageMixin, GeeHookMixin, BaseOperator):
-    """Base of the provider's operators: the connection, the hook and safe retry defaults.
+class GeeLocalOperator(LineageMixin, BaseOperator):
+    """Base of the provider's operators that call no Google service (tiling points, stitching):
+    the safe retry defaults, tiles naming mapped instances, and lineage.
 
     Unless given (or set in ``default_args``), ``retries`` is 3 and ``retry_delay`` 30 seconds;
     they are declared here so that ``.partial()`` picks the defaults up too. Configuration errors
@@ -80,12 +82,8 @@ class GeeBaseOperator(LineageMixin, GeeHookMixin, BaseOperator):
     Operators that are mapped over tiles name each instance by its tile in Airflow's UI (their
     ``default_map_index_template``) unless ``map_index_template`` is given. What an operator read
     and wrote is its OpenLineage lineage (:class:`~airflow_provider_gee.utils.lineage.LineageMixin`).
-
-    :param gcp_conn_id: the Airflow connection (type ``google_cloud_platform``).
-    :param impersonation_chain: optional service account(s) to impersonate (templated).
     """
 
-    template_fields: Sequence[str] = ("impersonation_chain",)
     #: Airflow's ``map_index_template`` when none is given: how a mapped instance is named in the UI
     default_map_index_template: ClassVar[str | None] = None
 
@@ -105,11 +103,29 @@ class GeeBaseOperator(LineageMixin, GeeHookMixin, BaseOperator):
     def __init__(
         self,
         *,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         retries: int | None = DEFAULT_RETRIES,
         retry_delay: timedelta | float = DEFAULT_RETRY_DELAY,
         **kwargs: Any,
     ) -> None:
         super().__init__(retries=retries, retry_delay=retry_delay, **self._name_tiles(kwargs))
+
+
+class GeeBaseOperator(GeeHookMixin, GeeLocalOperator):
+    """Base of the provider's operators that call Earth Engine, Drive or Cloud Storage: those of
+    :class:`GeeLocalOperator` (retries, tile names, lineage), with the connection and the hook.
+
+    :param gcp_conn_id: the Airflow connection (type ``google_cloud_platform``).
+    :param impersonation_chain: optional service account(s) to impersonate (templated).
+    """
+
+    template_fields: Sequence[str] = ("impersonation_chain",)
+
+    def __init__(
+        self,
+        *,
+        gcp_conn_id: str = "google_cloud_default",
+        impersonation_chain: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
         self._init_connection(gcp_conn_id, impersonation_chain)

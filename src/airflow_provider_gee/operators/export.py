@@ -888,16 +888,16 @@ class GeeExportOperator(ResumableJobMixin, GeeBaseOperator):
         if self.destination == "asset":
             return self.hook.get_asset(self._fill(self.asset_id) or "") is not None
         prefix = self._fill(self.file_name_prefix) or self.task_description(context)
-        from airflow_provider_gee.operators.harvest import _DriveSource, _GcsSource
+        from airflow_provider_gee.utils.sources import DriveSource, GcsSource
 
         exts = export_extensions(self._file_format(), self.export_type)
         if self.destination == "gcs":
-            return bool(_GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket or "", prefix, exts).list())
+            return bool(GcsSource(self.gcp_conn_id, self.impersonation_chain, self.bucket or "", prefix, exts).list())
         try:
             folder_id = self.drive_hook.export_folder(self.folder, prefix, exts)
         except GeeConfigurationError:  # no folder of that name: nothing was written
             return False
-        return bool(_DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id, prefix, exts).list())
+        return bool(DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id, prefix, exts).list())
 
     def is_job_active(self, status: str) -> bool:
         return status in ACTIVE_STATES

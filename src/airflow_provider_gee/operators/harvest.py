@@ -9,7 +9,6 @@ overwrites a different file of the same name.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -20,7 +19,6 @@ import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,17 +27,17 @@ from airflow.sdk import Context, ObjectStoragePath
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
 from airflow_provider_gee.operators.base import GeeBaseOperator
-from airflow_provider_gee.utils.checksums import crc32c_hex, md5_file, same_content, verify_file
+from airflow_provider_gee.utils.checksums import md5_file, same_content, verify_file
 from airflow_provider_gee.utils.lineage import drive_uri, export_output_uris
 from airflow_provider_gee.utils.naming import RUN_TOKEN, run_token
 from airflow_provider_gee.utils.operations import (
     ALL_EXTENSIONS,
     as_export_result,
     export_extensions,
-    export_file_pattern,
     export_parts,
 )
 from airflow_provider_gee.utils.outlets import add_event_extras, destination_uri, redact_url
+from airflow_provider_gee.utils.sources import DriveSource, GcsSource, RemoteFile, parse_rfc3339
 from airflow_provider_gee.utils.storage import (
     exclusive_temp,
     link_new,
@@ -50,7 +48,7 @@ from airflow_provider_gee.utils.storage import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_gee.hooks.drive import DriveHook
+    pass
 
 #: ``prefix-YYYYYYYYYY-XXXXXXXXXX.tif``: one part of a GeoTIFF export EE split by pixel offsets.
 SHARD_RE = re.compile(r"^(?P<prefix>.+)-(?P<row>\d{10})-(?P<col>\d{10})(?P<ext>\.[A-Za-z0-9]+)$")
@@ -156,140 +154,6 @@ class HarvestJournal:
             )
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    id: str  # Drive file id, or GCS object name
-    name: str  # title (Drive) or object base name (GCS)
-    size: int
-    md5: str | None  # hex
-    created: datetime | None = None  # when the source created it
-    crc32c: str | None = None  # hex; Cloud Storage gives composite objects this and no md5
-
-
-def _rfc3339(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-class _DriveSource:
-    """Drive files through a DriveHook per thread (googleapiclient's HTTP is not thread-safe).
-
-    With a ``prefix``, only the files EE names for that export (its ``extensions``: the file
-    format's, :func:`~airflow_provider_gee.utils.operations.export_extensions`)."""
-
-    kind = "drive"
-
-    def __init__(
-        self,
-        gcp_conn_id: str,
-        impersonation_chain: Any,
-        folder_id: str,
-        prefix: str | None,
-        extensions: tuple[str, ...] = ALL_EXTENSIONS,
-    ) -> None:
-        self.gcp_conn_id, self.impersonation_chain = gcp_conn_id, impersonation_chain
-        self.folder_id, self.prefix, self.extensions = folder_id, prefix, extensions
-        self._local = threading.local()
-
-    @property
-    def hook(self) -> DriveHook:
-        if not hasattr(self._local, "hook"):
-            # imported here, not at parse time: the Google API client is paid only by harvesting tasks
-            from airflow_provider_gee.hooks.drive import DriveHook
-
-            self._local.hook = DriveHook(gcp_conn_id=self.gcp_conn_id, impersonation_chain=self.impersonation_chain)
-        return self._local.hook
-
-    def list(self) -> list[RemoteFile]:
-        files = self.hook.list_folder(self.folder_id, export_prefix=self.prefix, extensions=self.extensions)
-        return [
-            RemoteFile(
-                f["id"], f["name"], int(f.get("size") or 0), f.get("md5Checksum"), _rfc3339(f.get("createdTime"))
-            )
-            for f in files
-        ]
-
-    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> None:
-        self.hook.download_verified(
-            {"id": f.id, "name": f.name, "size": f.size, "md5Checksum": f.md5}, target, chunk_size=chunk_size
-        )
-
-    def delete(self, f: RemoteFile) -> None:
-        self.hook.delete_file(f.id)
-
-    def trash(self, f: RemoteFile) -> None:
-        self.hook.trash_file(f.id)
-
-    def refusal(self, exc: Exception) -> str | None:
-        return self.hook.refusal(exc)
-
-    def where(self) -> str:
-        return f"Drive folder {self.folder_id} (export {self.prefix!r})"
-
-
-class _GcsSource:
-    """Objects under a Cloud Storage prefix, through the Google provider's GCSHook on this
-    provider's connection (with a prefix, only the objects EE names for that export, as
-    :class:`_DriveSource`)."""
-
-    kind = "gcs"
-
-    def __init__(
-        self,
-        gcp_conn_id: str,
-        impersonation_chain: Any,
-        bucket: str,
-        prefix: str | None,
-        extensions: tuple[str, ...] = ALL_EXTENSIONS,
-    ) -> None:
-        from airflow_provider_gee.hooks.gcs import GcsHook
-
-        self.hook = GcsHook(gcp_conn_id=gcp_conn_id, impersonation_chain=impersonation_chain)
-        self.bucket, self.prefix, self.extensions = bucket, prefix or "", extensions
-        self._lock = threading.Lock()
-
-    def _bucket(self) -> Any:
-        with self._lock:
-            return self.hook.get_conn().bucket(self.bucket)
-
-    def list(self) -> list[RemoteFile]:
-        own = export_file_pattern(self.prefix, self.extensions) if self.prefix else None
-        out = []
-        for blob in self.hook.get_conn().list_blobs(self.bucket, prefix=self.prefix):
-            if own is not None and not own.fullmatch(blob.name):
-                continue  # another export's object that merely shares the beginning of the name
-            md5 = base64.b64decode(blob.md5_hash).hex() if blob.md5_hash else None
-            name = blob.name.rsplit("/", 1)[-1]
-            crc32c = crc32c_hex(blob.crc32c)
-            out.append(RemoteFile(blob.name, name, int(blob.size or 0), md5, blob.time_created, crc32c))
-        return out
-
-    def download(self, f: RemoteFile, target: Path, chunk_size: int) -> None:
-        part = exclusive_temp(target.parent)
-        try:
-            blob = self._bucket().blob(f.id, chunk_size=max(256 * 1024, chunk_size // (256 * 1024) * 256 * 1024))
-            # checked below on disk, against the md5 or, for composite objects, the crc32c
-            blob.download_to_filename(str(part), checksum=None)
-            os.replace(part, target)
-        finally:
-            part.unlink(missing_ok=True)
-
-    def delete(self, f: RemoteFile) -> None:
-        self._bucket().blob(f.id).delete()
-
-    def trash(self, f: RemoteFile) -> None:
-        raise GeeConfigurationError("Cloud Storage has no trash: use on_undeletable='keep' or 'fail'.")
-
-    @staticmethod
-    def refusal(exc: Exception) -> str | None:
-        """Cloud Storage's message when it refuses this identity the delete (403)."""
-        from google.api_core.exceptions import Forbidden
-
-        return f"403: {exc.message}" if isinstance(exc, Forbidden) else None
-
-    def where(self) -> str:
-        return f"gs://{self.bucket}/{self.prefix}"
-
-
 class GeeHarvestOperator(GeeBaseOperator):
     """Download an export's files from Drive or Cloud Storage, verify them (size + md5), then
     delete them at the source.
@@ -378,7 +242,7 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     # ------------------------------------------------------------------ setup
 
-    def _source(self, result: dict[str, Any], part_suffix: str = "") -> _DriveSource | _GcsSource:
+    def _source(self, result: dict[str, Any], part_suffix: str = "") -> DriveSource | GcsSource:
         """Where ``result`` (the export result, or one part of a split tile's) put its files."""
         if result and result.get("destination") not in ("drive", "gcs"):
             raise GeeConfigurationError(
@@ -401,9 +265,9 @@ class GeeHarvestOperator(GeeBaseOperator):
         if bucket or result.get("destination") == "gcs":
             if not bucket:
                 raise GeeConfigurationError("A Cloud Storage harvest needs bucket=... (or a gcs export_result).")
-            return _GcsSource(self.gcp_conn_id, self.impersonation_chain, bucket, prefix, exts)
+            return GcsSource(self.gcp_conn_id, self.impersonation_chain, bucket, prefix, exts)
         folder_id = self.folder_id or result.get("drive_folder_id")
-        drive = _DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id or "", prefix, exts)
+        drive = DriveSource(self.gcp_conn_id, self.impersonation_chain, folder_id or "", prefix, exts)
         if folder_id:
             return drive
         if self.folder:  # the user's own folder name or path
@@ -508,7 +372,7 @@ class GeeHarvestOperator(GeeBaseOperator):
         return self._manifest(sorted(kept + entries, key=lambda e: e["name"]), source, result)
 
     def _wait_for_files(
-        self, source: _DriveSource | _GcsSource, result: dict[str, Any], done_before: bool = False
+        self, source: DriveSource | GcsSource, result: dict[str, Any], done_before: bool = False
     ) -> list[RemoteFile]:
         """The export's files, once listed completely.
 
@@ -546,7 +410,7 @@ class GeeHarvestOperator(GeeBaseOperator):
     def _own_files(self, files: list[RemoteFile], result: dict[str, Any]) -> list[RemoteFile]:
         """Drop files created before the EE task (an earlier export's, same names); for an export
         result that does not say when (EE forgot the task), before this DAG run started."""
-        started = _rfc3339(result.get("create_time"))
+        started = parse_rfc3339(result.get("create_time"))
         if started is None and result:
             started = self._run_start
         if started is None:
@@ -578,7 +442,7 @@ class GeeHarvestOperator(GeeBaseOperator):
 
     def _harvest_one(
         self,
-        source: _DriveSource | _GcsSource,
+        source: DriveSource | GcsSource,
         f: RemoteFile,
         name: str,
         local: Path,
@@ -647,7 +511,7 @@ class GeeHarvestOperator(GeeBaseOperator):
                     return candidate, str(target), f.md5
         return None
 
-    def _delete_source(self, source: _DriveSource | _GcsSource, f: RemoteFile, action: str) -> str:
+    def _delete_source(self, source: DriveSource | GcsSource, f: RemoteFile, action: str) -> str:
         """Delete the verified file at the source; a refusal keeps it (or trashes it), recorded."""
         try:
             source.delete(f)
@@ -672,7 +536,7 @@ class GeeHarvestOperator(GeeBaseOperator):
             return f"{action}; kept (not deletable: {refusal})"
 
     def _manifest(
-        self, entries: list[dict[str, Any]], source: _DriveSource | _GcsSource, result: dict[str, Any]
+        self, entries: list[dict[str, Any]], source: DriveSource | GcsSource, result: dict[str, Any]
     ) -> dict[str, Any]:
         exports: dict[str, list[str]] = {}
         for e in entries:

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
+from airflow_provider_gee.operators.base import GeeLocalOperator
 from airflow_provider_gee.utils import stitch
 from airflow_provider_gee.utils.extras import require_extra
-from airflow_provider_gee.utils.lineage import LineageMixin
 from airflow_provider_gee.utils.outlets import (
     add_event_extras,
     default_outlets,
@@ -46,7 +46,7 @@ def _check_mean_has_cog(overlap: str, cog: Any) -> None:
         )
 
 
-class MosaicOperator(LineageMixin, BaseOperator):
+class MosaicOperator(GeeLocalOperator):
     """Mosaic harvested GeoTIFF tiles (sharded exports included) into one GDAL VRT and, on request,
     one Cloud Optimized GeoTIFF.
 
@@ -183,7 +183,7 @@ class MosaicOperator(LineageMixin, BaseOperator):
         return result
 
 
-class TableStitchOperator(LineageMixin, BaseOperator):
+class TableStitchOperator(GeeLocalOperator):
     """Concatenate per-chunk tables (CSV with EE's ``.geo`` column, GeoJSON, SHP, zipped SHP,
     GeoPackage) into one GeoPackage or GeoParquet, one chunk in memory at a time.
 

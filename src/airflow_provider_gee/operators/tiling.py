@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.common.compat.sdk import conf
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from airflow_provider_gee.exceptions import GeeConfigurationError
-from airflow_provider_gee.operators.base import GeeBaseOperator
+from airflow_provider_gee.operators.base import GeeBaseOperator, GeeLocalOperator
 from airflow_provider_gee.utils.compact_tiles import compact_tiles
 
 # geopandas, pandas and pyproj (airflow_provider_gee.utils.tiling) are imported where they are used: every
@@ -107,7 +107,7 @@ class GridTilesOperator(GeeBaseOperator):
         return compact_tiles(tiles) if self.compact else tiles
 
 
-class PointChunksOperator(BaseOperator):
+class PointChunksOperator(GeeLocalOperator):
     """Split a point file into spatial chunks and return them for ``.expand(tile=...)``.
 
     :param points: path of a point file (templated).

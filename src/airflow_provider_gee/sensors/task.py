@@ -7,16 +7,17 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk import Context, PokeReturnValue
 
 from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
-from airflow_provider_gee.operators.base import GeeHookMixin, default_deferrable
+from airflow_provider_gee.operators.base import default_deferrable
+from airflow_provider_gee.sensors.base import GeeBaseSensor
 from airflow_provider_gee.utils.operations import TERMINAL_STATES, summarize
 
 # the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
 
 
-class GeeTaskSensor(GeeHookMixin, BaseSensorOperator):
+class GeeTaskSensor(GeeBaseSensor):
     """Wait until EE operations end, given by name or by a description prefix.
 
     Returns ``{"succeeded": [summary...], "failed": [summary...]}``; with ``fail_on_error`` (the
@@ -42,8 +43,6 @@ class GeeTaskSensor(GeeHookMixin, BaseSensorOperator):
         operations: Sequence[str] | None = None,
         description_prefix: str | None = None,
         fail_on_error: bool = True,
-        gcp_conn_id: str = "google_cloud_default",
-        impersonation_chain: str | Sequence[str] | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -53,7 +52,6 @@ class GeeTaskSensor(GeeHookMixin, BaseSensorOperator):
         self.operations = operations
         self.description_prefix = description_prefix
         self.fail_on_error = fail_on_error
-        self._init_connection(gcp_conn_id, impersonation_chain)
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
     def _targets(self) -> list[dict[str, Any]]:

@@ -186,9 +186,9 @@ def _chunk_points(chunk: dict[str, Any]) -> tuple[list[Any], Any, Any]:
 
 def _round_list(values: Sequence[float]) -> list[float]:
     """Coordinates rounded as the tiles' own (:mod:`~airflow_provider_gee.utils.tiling`)."""
-    from airflow_provider_gee.utils.tiling import _round
+    from airflow_provider_gee.utils.tiling import round_coordinates
 
-    return _round(values).tolist()
+    return round_coordinates(values).tolist()
 
 
 class SplitPlan:

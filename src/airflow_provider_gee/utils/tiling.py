@@ -198,7 +198,8 @@ def _geojson_series(data: dict[str, Any], region_crs: str | None) -> gpd.GeoSeri
 # ====================================================================== grid
 
 
-def _round(values: Any) -> Any:
+def round_coordinates(values: Any) -> Any:
+    """Coordinates as tiles keep them: floats rounded to 7 decimals (about 1 cm at the equator)."""
     return np.round(np.asarray(values, dtype=float), _COORD_DIGITS)
 
 
@@ -302,7 +303,7 @@ def grid_tiles(
             shapely.segmentize(geoms, cell_size / 8),  # keep projected edges' curvature in lon/lat
             lambda xy: np.column_stack(back.transform(xy[:, 0], xy[:, 1])),
         )
-    bboxes = _round(cell_bounds if geoms is None else shapely.bounds(geoms)).tolist()
+    bboxes = round_coordinates(cell_bounds if geoms is None else shapely.bounds(geoms)).tolist()
     row_digits = _digits(math.ceil(abs(oy) * 2 / cell_size) if geographic else int(rows.max()))
     col_digits = _digits(math.ceil(abs(ox) * 2 / cell_size) if geographic else int(cols.max()))
     # one grid description shared by every tile (read-only): 1M tiles need 1M fewer dicts
@@ -350,7 +351,7 @@ def grid_tiles(
                     shapely.to_geojson(rounded),
                     plain,
                     bboxes,
-                    _round(cell_bounds).tolist(),
+                    round_coordinates(cell_bounds).tolist(),
                     strict=True,
                 )
             ]
@@ -525,9 +526,11 @@ def chunk_points(
             chunks.append(
                 {
                     "tile_id": path + suffix,
-                    "geometry": rectangle(_round(cell).tolist()),
-                    "bbox": _round([x[piece].min(), y[piece].min(), x[piece].max(), y[piece].max()]).tolist(),
-                    "cell": _round(cell).tolist(),
+                    "geometry": rectangle(round_coordinates(cell).tolist()),
+                    "bbox": round_coordinates(
+                        [x[piece].min(), y[piece].min(), x[piece].max(), y[piece].max()]
+                    ).tolist(),
+                    "cell": round_coordinates(cell).tolist(),
                     "point_count": len(piece),
                     "point_ids": ids[piece].tolist(),
                     "id_column": id_column,

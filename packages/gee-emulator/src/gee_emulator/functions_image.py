@@ -551,11 +551,11 @@ def _reduce_named(reducer_name: str) -> Callable[..., Image]:
 def mosaic(collection: Any) -> Image:
     """The last valid value of each pixel (later images on top)."""
     coll = _as_collection(collection, "ImageCollection.mosaic")
-    from gee_emulator.functions_pure import _first_valid
+    from gee_emulator.functions_pure import first_valid
 
     out = []
     for band in _first_bands(coll):
-        fn = (lambda name: lambda lon, lat: _first_valid(_stack(coll, name, lon, lat)[::-1]))(band.name)
+        fn = (lambda name: lambda lon, lat: first_valid(_stack(coll, name, lon, lat)[::-1]))(band.name)
         out.append(Band(band.name, memo(fn), band.dtype))
     return Image(tuple(out))
 

@@ -1212,8 +1212,8 @@ REDUCERS: dict[str, Callable[..., Any]] = {
     ),
     "Reducer.first": lambda: Reducer("first", ("first",), lambda d: [np.ma.asarray(d[0])]),
     "Reducer.last": lambda: Reducer("last", ("last",), lambda d: [np.ma.asarray(d[-1])]),
-    "Reducer.firstNonNull": lambda: Reducer("firstNonNull", ("first",), lambda d: [_first_valid(d)]),
-    "Reducer.lastNonNull": lambda: Reducer("lastNonNull", ("last",), lambda d: [_first_valid(d[::-1])]),
+    "Reducer.firstNonNull": lambda: Reducer("firstNonNull", ("first",), lambda d: [first_valid(d)]),
+    "Reducer.lastNonNull": lambda: Reducer("lastNonNull", ("last",), lambda d: [first_valid(d[::-1])]),
     "Reducer.percentile": _percentile,
     "Reducer.combine": _combine,
     "Reducer.setOutputs": lambda reducer, outputs: Reducer(reducer.name, tuple(outputs), reducer.fn),
@@ -1222,7 +1222,7 @@ REDUCERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def _first_valid(d: np.ma.MaskedArray) -> Any:
+def first_valid(d: np.ma.MaskedArray) -> Any:
     mask = np.ma.getmaskarray(d)
     index = np.argmax(~mask, axis=0)
     picked = np.take_along_axis(np.ma.getdata(d), index[None, ...], axis=0)[0]

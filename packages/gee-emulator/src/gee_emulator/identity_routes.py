@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 from gee_emulator.auth import TOKEN_EXCHANGE, Identity
 
 if TYPE_CHECKING:
-    from gee_emulator.server import _RequestHandler
+    from gee_emulator.server import RequestHandler
 
 #: what google-auth asks the metadata server for, and the header both sides send
 METADATA_FLAVOR = ("Metadata-Flavor", "Google")
@@ -39,7 +39,7 @@ def _project_number(project: str) -> str:
     return str(int(hashlib.sha256(project.encode()).hexdigest()[:10], 16))
 
 
-def _send_metadata(h: _RequestHandler, status: int, payload: str | dict[str, Any]) -> None:
+def _send_metadata(h: RequestHandler, status: int, payload: str | dict[str, Any]) -> None:
     """An answer of the metadata server: text or JSON, always with ``Metadata-Flavor: Google``
     (google-auth's ping and its requests check it)."""
     is_json = isinstance(payload, dict)
@@ -52,14 +52,14 @@ def _send_metadata(h: _RequestHandler, status: int, payload: str | dict[str, Any
     h.wfile.write(body)
 
 
-def metadata_ping(h: _RequestHandler, m: re.Match[str]) -> None:
+def metadata_ping(h: RequestHandler, m: re.Match[str]) -> None:
     if h.emu.require_auth:
         h.send_json(404, {"error": "not found"})
         return
     _send_metadata(h, 200, "computeMetadata/\n")
 
 
-def metadata_get(h: _RequestHandler, m: re.Match[str]) -> None:
+def metadata_get(h: RequestHandler, m: re.Match[str]) -> None:
     """``/computeMetadata/v1/...``: the project, the default service account, its scopes and token."""
     if h.emu.require_auth:
         h.send_json(404, {"error": "not found"})
@@ -105,7 +105,7 @@ def _jwt_subject(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-def sts_token(h: _RequestHandler, m: re.Match[str]) -> None:
+def sts_token(h: RequestHandler, m: re.Match[str]) -> None:
     """``sts.googleapis.com/v1/token``: an external identity's token for a federated access token."""
     form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
     if h.emu.require_auth:
@@ -132,7 +132,7 @@ def sts_token(h: _RequestHandler, m: re.Match[str]) -> None:
     )
 
 
-def generate_access_token(h: _RequestHandler, m: re.Match[str]) -> None:
+def generate_access_token(h: RequestHandler, m: re.Match[str]) -> None:
     """IAM Credentials ``generateAccessToken``: a token of ``m["email"]`` for a caller with a
     valid token (Google also requires the Token Creator role, which the emulator grants everyone),
     with the scopes asked for (required) for at most an hour."""
@@ -163,7 +163,7 @@ def generate_access_token(h: _RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, {"accessToken": issued["access_token"], "expireTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
 
-def token_info(h: _RequestHandler, m: re.Match[str]) -> None:
+def token_info(h: RequestHandler, m: re.Match[str]) -> None:
     """Google's ``tokeninfo``: the scopes, client and e-mail of an access token."""
     form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
     token = h.query.get("access_token") or form.get("access_token")

@@ -34,7 +34,7 @@ from gee_emulator.ee_state import ApiError, EarthEngineState, EmulatorConfig
 from gee_emulator.faults import FaultInjector
 from gee_emulator.identity_routes import register as register_identity_routes
 
-Handler = Callable[["_RequestHandler", re.Match[str]], None]
+Handler = Callable[["RequestHandler", re.Match[str]], None]
 _routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
 
 
@@ -108,7 +108,7 @@ class EmulatorServer:
         work = self.state_dir / "work"
         work.mkdir(exist_ok=True)
         self.ee = EarthEngineState(self.config, self.drive, self.faults, work)
-        self.httpd = _Server((host, port), _RequestHandler)
+        self.httpd = _Server((host, port), RequestHandler)
         self.httpd.emulator = self
         bound_host, self.port = self.httpd.server_address[:2]
         self.host = str(bound_host)  # an IP socket's address is text (bytes only for AF_UNIX)
@@ -250,7 +250,7 @@ def _error_body(code: int, message: str, status: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # headers and body go out as separate writes: without TCP_NODELAY, Nagle's algorithm and the
     # client's delayed ACK add ~40 ms to every keep-alive request
@@ -447,7 +447,7 @@ def _status_name(code: int) -> str:
     }.get(code, "UNKNOWN")
 
 
-def _send_page(h: _RequestHandler, items: list[Any], field: str, default: int, maximum: int, **extra: Any) -> None:
+def _send_page(h: RequestHandler, items: list[Any], field: str, default: int, maximum: int, **extra: Any) -> None:
     """Answer one page of a listing (``pageSize``/``pageToken``; ``nextPageToken`` while more)."""
     size = min(int(h.query.get("pageSize") or default), maximum) or default
     start = int(h.query.get("pageToken") or 0)
@@ -463,16 +463,16 @@ _P = r"/v1/projects/(?P<project>[^/:]+)"
 
 
 @route("GET", r"/\$discovery/rest", "ee.discovery")
-def _discovery(h: _RequestHandler, m: re.Match[str]) -> None:
+def _discovery(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, discovery_document(h.emu.url + "/"))
 
 
 @route("GET", _P + r"/algorithms", "ee.algorithms.list")
-def _algorithms_list(h: _RequestHandler, m: re.Match[str]) -> None:
+def _algorithms_list(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_bytes(200, algorithms_json(), "application/json; charset=UTF-8")
 
 
-def _export(h: _RequestHandler, m: re.Match[str]) -> None:
+def _export(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, h.emu.ee.submit_export(m["project"], m["kind"], h.json_body(), caller=h.caller))
 
 
@@ -481,7 +481,7 @@ for _kind in ("image", "table"):
 
 
 @route("POST", _P + r"/value:compute", "ee.value.compute")
-def _compute(h: _RequestHandler, m: re.Match[str]) -> None:
+def _compute(h: RequestHandler, m: re.Match[str]) -> None:
     expression = h.json_body().get("expression")
     if not isinstance(expression, dict):
         raise ApiError(400, "Invalid JSON payload: 'expression' is required.", "INVALID_ARGUMENT")
@@ -489,7 +489,7 @@ def _compute(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("GET", _P + r"/config", "ee.projects.getConfig")
-def _project_config(h: _RequestHandler, m: re.Match[str]) -> None:
+def _project_config(h: RequestHandler, m: re.Match[str]) -> None:
     """``projects.getConfig`` (ProjectConfig, EE REST reference): registration and export limits."""
     cfg = h.emu.config
     h.send_json(
@@ -504,7 +504,7 @@ def _project_config(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("GET", _P + r"/operations", "ee.operations.list")
-def _operations_list(h: _RequestHandler, m: re.Match[str]) -> None:
+def _operations_list(h: RequestHandler, m: re.Match[str]) -> None:
     if h.query.get("filter"):
         raise ApiError(400, "The emulator does not support 'filter' on operations.list.", "INVALID_ARGUMENT")
     ops = [op.resource() for op in h.emu.ee.list_operations(m["project"], caller=h.caller)]
@@ -512,24 +512,24 @@ def _operations_list(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("GET", _P + r"/operations/(?P<id>[^/:]+)", "ee.operations.get")
-def _operations_get(h: _RequestHandler, m: re.Match[str]) -> None:
+def _operations_get(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, h.emu.ee.get_operation(f"projects/{m['project']}/operations/{m['id']}").resource())
 
 
 @route("POST", _P + r"/operations/(?P<id>[^/:]+):cancel", "ee.operations.cancel")
-def _operations_cancel(h: _RequestHandler, m: re.Match[str]) -> None:
+def _operations_cancel(h: RequestHandler, m: re.Match[str]) -> None:
     h.body_bytes()
     h.emu.ee.cancel(f"projects/{m['project']}/operations/{m['id']}")
     h.send_json(200, {})
 
 
 @route("GET", _P + r":listAssets", "ee.projects.listAssets")
-def _project_list_assets(h: _RequestHandler, m: re.Match[str]) -> None:
+def _project_list_assets(h: RequestHandler, m: re.Match[str]) -> None:
     _list_children(h, f"projects/{m['project']}/assets")
 
 
 @route("GET", _P + r"/assets/(?P<path>.+):listAssets", "ee.assets.listAssets")
-def _assets_list(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_list(h: RequestHandler, m: re.Match[str]) -> None:
     name = f"projects/{m['project']}/assets/{m['path']}"
     asset = h.emu.ee.get_asset(name)
     if asset["type"] not in ("FOLDER", "IMAGE_COLLECTION"):
@@ -537,39 +537,39 @@ def _assets_list(h: _RequestHandler, m: re.Match[str]) -> None:
     _list_children(h, name)
 
 
-def _list_children(h: _RequestHandler, parent: str) -> None:
+def _list_children(h: RequestHandler, parent: str) -> None:
     if h.query.get("filter"):  # ignoring it would list assets the caller filtered out
         raise ApiError(400, "The emulator does not support 'filter' on listAssets.", "INVALID_ARGUMENT")
     _send_page(h, h.emu.ee.children(parent), "assets", 1000, 10000)
 
 
 @route("GET", _P + r"/assets/(?P<path>.+):listFeatures", "ee.assets.listFeatures")
-def _assets_list_features(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_list_features(h: RequestHandler, m: re.Match[str]) -> None:
     features = h.emu.ee.table_features(f"projects/{m['project']}/assets/{m['path']}")
     _send_page(h, features, "features", 1000, 10000, type="FeatureCollection")
 
 
 @route("POST", _P + r"/assets", "ee.assets.create")
-def _assets_create(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_create(h: RequestHandler, m: re.Match[str]) -> None:
     overwrite = h.query.get("overwrite", "").lower() == "true"
     h.send_json(200, h.emu.ee.create_asset(m["project"], h.query.get("assetId", ""), h.json_body(), overwrite))
 
 
 @route("POST", _P + r"/assets/(?P<path>.+):copy", "ee.assets.copy")
-def _assets_copy(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_copy(h: RequestHandler, m: re.Match[str]) -> None:
     body = h.json_body()
     source = f"projects/{m['project']}/assets/{m['path']}"
     h.send_json(200, h.emu.ee.copy_asset(source, body["destinationName"], bool(body.get("overwrite"))))
 
 
 @route("POST", _P + r"/assets/(?P<path>.+):move", "ee.assets.move")
-def _assets_move(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_move(h: RequestHandler, m: re.Match[str]) -> None:
     source = f"projects/{m['project']}/assets/{m['path']}"
     h.send_json(200, h.emu.ee.move_asset(source, h.json_body()["destinationName"]))
 
 
 @route("PATCH", _P + r"/assets/(?P<path>.+)", "ee.assets.patch")
-def _assets_patch(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_patch(h: RequestHandler, m: re.Match[str]) -> None:
     body = h.json_body()
     paths = (body.get("updateMask") or {}).get("paths") or []
     asset = h.emu.ee.update_asset(f"projects/{m['project']}/assets/{m['path']}", body.get("asset") or {}, paths)
@@ -577,12 +577,12 @@ def _assets_patch(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("GET", _P + r"/assets/(?P<path>.+)", "ee.assets.get")
-def _assets_get(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_get(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, h.emu.ee.get_asset(f"projects/{m['project']}/assets/{m['path']}"))
 
 
 @route("DELETE", _P + r"/assets/(?P<path>.+)", "ee.assets.delete")
-def _assets_delete(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_delete(h: RequestHandler, m: re.Match[str]) -> None:
     h.emu.ee.delete_asset(f"projects/{m['project']}/assets/{m['path']}")
     h.send_json(200, {})
 
@@ -626,7 +626,7 @@ def _scope_error() -> dict[str, Any]:
 
 
 @route("GET", _DRIVE + r"/files", "drive.files.list")
-def _drive_list(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_list(h: RequestHandler, m: re.Match[str]) -> None:
     found = h.emu.drive.list(h.query.get("q"))
     for key in reversed([k.strip() for k in h.query.get("orderBy", "").split(",") if k.strip()]):
         field, _, direction = key.partition(" ")
@@ -639,7 +639,7 @@ def _drive_list(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("POST", _DRIVE + r"/files", "drive.files.create")
-def _drive_create(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_create(h: RequestHandler, m: re.Match[str]) -> None:
     body = h.json_body()
     if body.get("mimeType") != FOLDER_MIME:
         raise DriveError(400, "The emulator creates folders only through files.create.", "invalid")
@@ -648,7 +648,7 @@ def _drive_create(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("GET", _DRIVE + r"/files/(?P<id>[^/]+)", "drive.files.get")
-def _drive_get(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_get(h: RequestHandler, m: re.Match[str]) -> None:
     f = h.emu.drive.get(m["id"])
     if h.query.get("alt") != "media":
         h.send_json(200, f.resource())
@@ -656,7 +656,7 @@ def _drive_get(h: _RequestHandler, m: re.Match[str]) -> None:
     _download(h, f.id, f.name, int(f.size or 0))
 
 
-def _download(h: _RequestHandler, file_id: str, name: str, total: int) -> None:
+def _download(h: RequestHandler, file_id: str, name: str, total: int) -> None:
     start, end, status = 0, total - 1, 200
     rng = h.headers.get("Range")
     if rng:
@@ -703,18 +703,18 @@ def _download(h: _RequestHandler, file_id: str, name: str, total: int) -> None:
 
 
 @route("DELETE", _DRIVE + r"/files/(?P<id>[^/]+)", "drive.files.delete")
-def _drive_delete(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_delete(h: RequestHandler, m: re.Match[str]) -> None:
     h.emu.drive.delete(m["id"], caller=h.caller)
     h.send_empty(204)
 
 
 @route("PATCH", _DRIVE + r"/files/(?P<id>[^/]+)", "drive.files.update")
-def _drive_update(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_update(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, h.emu.drive.update(m["id"], h.json_body(), caller=h.caller).resource())
 
 
 @route("GET", _DRIVE + r"/about", "drive.about")
-def _drive_about(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_about(h: RequestHandler, m: re.Match[str]) -> None:
     identity = h.identity
     if identity and identity.is_service_account:  # a service account's own (usually no) storage
         used, limit = h.emu.drive.used_by(identity.email), h.emu.config.service_account_drive_quota_bytes
@@ -730,7 +730,7 @@ def _drive_about(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("POST", r"/token", "oauth.token")
-def _token(h: _RequestHandler, m: re.Match[str]) -> None:
+def _token(h: RequestHandler, m: re.Match[str]) -> None:
     form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
     try:
         grant = form.get("grant_type")
@@ -747,17 +747,17 @@ register_identity_routes(route)
 
 
 @route("GET", r"/_emulator/health", "admin.health")
-def _health(h: _RequestHandler, m: re.Match[str]) -> None:
+def _health(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, {"status": "ok", "url": h.emu.url})
 
 
 @route("GET", r"/_emulator/stats", "admin.stats")
-def _stats(h: _RequestHandler, m: re.Match[str]) -> None:
+def _stats(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, h.emu.stats())
 
 
 @route("GET", r"/_emulator/operations", "admin.operations")
-def _operation_times(h: _RequestHandler, m: re.Match[str]) -> None:
+def _operation_times(h: RequestHandler, m: re.Match[str]) -> None:
     """Every operation's description, state and create/start/end times (for benchmarks: not a
     listed EE route, so reading it does not count as an EE request)."""
     with h.emu.ee.lock:
@@ -767,14 +767,14 @@ def _operation_times(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("POST", r"/_emulator/reset", "admin.reset")
-def _reset(h: _RequestHandler, m: re.Match[str]) -> None:
+def _reset(h: RequestHandler, m: re.Match[str]) -> None:
     h.body_bytes()
     h.emu.reset()
     h.send_json(200, {"status": "reset"})
 
 
 @route("POST", r"/_emulator/faults", "admin.faults")
-def _faults_add(h: _RequestHandler, m: re.Match[str]) -> None:
+def _faults_add(h: RequestHandler, m: re.Match[str]) -> None:
     body = h.json_body()
     rules = body if isinstance(body, list) else [body]
     for rule in rules:
@@ -783,13 +783,13 @@ def _faults_add(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("DELETE", r"/_emulator/faults", "admin.faults")
-def _faults_clear(h: _RequestHandler, m: re.Match[str]) -> None:
+def _faults_clear(h: RequestHandler, m: re.Match[str]) -> None:
     h.emu.faults.clear()
     h.send_json(200, {"faults": []})
 
 
 @route("POST", r"/_emulator/config", "admin.config")
-def _config(h: _RequestHandler, m: re.Match[str]) -> None:
+def _config(h: RequestHandler, m: re.Match[str]) -> None:
     """Change concurrency, task duration or Drive quota of a running emulator."""
     body = h.json_body()
     cfg = h.emu.config
@@ -839,7 +839,7 @@ def _config(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("POST", r"/_emulator/drive/files", "admin.drive.seed")
-def _drive_seed(h: _RequestHandler, m: re.Match[str]) -> None:
+def _drive_seed(h: RequestHandler, m: re.Match[str]) -> None:
     """Seed a Drive file: ``{"folder": name, "name": ..., "size": N, "seed": s}``, or ``"content"``
     (text) instead of size; ``"owner": "someone@example.com"`` makes it another identity's."""
     body = h.json_body()
@@ -856,7 +856,7 @@ def _drive_seed(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("POST", r"/_emulator/assets", "admin.assets.seed")
-def _assets_seed(h: _RequestHandler, m: re.Match[str]) -> None:
+def _assets_seed(h: RequestHandler, m: re.Match[str]) -> None:
     """Seed a folder or a table: ``{"name": "projects/p/assets/x", "type": "TABLE", "features": [...]}``."""
     body = h.json_body()
     name = str(body["name"])
@@ -865,11 +865,11 @@ def _assets_seed(h: _RequestHandler, m: re.Match[str]) -> None:
 
 
 @route("POST", r"/_emulator/keys", "admin.keys")
-def _trust_key(h: _RequestHandler, m: re.Match[str]) -> None:
+def _trust_key(h: RequestHandler, m: re.Match[str]) -> None:
     h.emu.auth.trust(h.json_body())
     h.send_json(200, {"status": "trusted"})
 
 
 @route("GET", r"/_emulator/connection", "admin.connection")
-def _connection(h: _RequestHandler, m: re.Match[str]) -> None:
+def _connection(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, h.emu.connection())
