@@ -31,6 +31,7 @@ demo: $(STAMP) chromium
 # one for the rest (tests/conftest.py, HEAVY_QUEUES).
 test: lint $(STAMP) chromium
 	$(VENV)/bin/pytest tests/unit -x -q
+	$(VENV)/bin/pytest packages/gee-emulator/tests -x -q
 	$(VENV)/bin/pytest -n 3 --dist loadgroup tests/integration tests/system
 
 # The inner loop, under five minutes: lint, the unit tests, and the integration tests that run no
@@ -38,6 +39,7 @@ test: lint $(STAMP) chromium
 # much of the time).
 check: lint
 	$(VENV)/bin/pytest tests/unit -x -q
+	$(VENV)/bin/pytest packages/gee-emulator/tests -x -q
 	$(VENV)/bin/pytest -n 3 -m "not slow" -q tests/integration
 
 # The wheel in fresh virtualenvs: only Airflow (oldest supported, newest pinned), then the provider.

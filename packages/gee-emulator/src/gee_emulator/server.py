@@ -788,54 +788,59 @@ def _faults_clear(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, {"faults": []})
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _as_given(value: Any) -> Any:
+    return value
+
+
+#: the EmulatorConfig fields a running emulator may change (``POST /_emulator/config``), each with
+#: how its JSON value is read; the route answers with all of them. ``error_status`` is merged into
+#: the statuses already set; the Drive store's two settings are applied to the store too.
+RUNTIME_CONFIG: dict[str, Callable[[Any], Any]] = {
+    "ee_concurrency": int,
+    "task_seconds": float,
+    "drive_quota_bytes": _optional_int,
+    "drive_listing_lag_seconds": float,
+    "quota_projects": tuple,
+    "metadata_scopes": tuple,
+    "error_status": lambda value: {str(k): int(v) for k, v in value.items()},
+    **dict.fromkeys(
+        (
+            "operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation",
+            "max_pixels_per_task", "memory_limit_pixels", "task_timeout_seconds", "feature_count",
+            "registration_state", "plan_max_concurrent_exports",
+        ),
+        _as_given,
+    ),
+}  # fmt: skip
+
+
 @route("POST", r"/_emulator/config", "admin.config")
 def _config(h: RequestHandler, m: re.Match[str]) -> None:
-    """Change concurrency, task duration or Drive quota of a running emulator."""
+    """Change settings of a running emulator (:data:`RUNTIME_CONFIG`); answer with them all."""
     body = h.json_body()
     cfg = h.emu.config
-    if "ee_concurrency" in body:
-        cfg.ee_concurrency = int(body["ee_concurrency"])
-    if "task_seconds" in body:
-        cfg.task_seconds = float(body["task_seconds"])
+    unknown = sorted(set(body) - set(RUNTIME_CONFIG))
+    if unknown:
+        h.send_json(400, {"error": {"code": 400, "message": f"Not settable at run time: {', '.join(unknown)}"}})
+        return
+    for name, value in body.items():
+        value = RUNTIME_CONFIG[name](value)
+        if name == "error_status":
+            value = {**cfg.error_status, **value}
+        setattr(cfg, name, value)
     if "drive_quota_bytes" in body:
-        quota = body["drive_quota_bytes"]
-        h.emu.drive.quota_bytes = None if quota is None else int(quota)
+        h.emu.drive.quota_bytes = cfg.drive_quota_bytes
     if "drive_listing_lag_seconds" in body:
-        h.emu.drive.listing_lag_seconds = float(body["drive_listing_lag_seconds"])
-    for key in ("quota_projects", "metadata_scopes"):
-        if key in body:
-            setattr(cfg, key, tuple(body[key]))
-    for key in (
-        "operation_ttl_seconds", "operations_order", "max_queued", "request_id_reuse", "strict_evaluation",
-        "max_pixels_per_task", "memory_limit_pixels", "task_timeout_seconds", "feature_count",
-        "registration_state", "plan_max_concurrent_exports",
-    ):  # fmt: skip
-        if key in body:
-            setattr(cfg, key, body[key])
-    if "error_status" in body:
-        cfg.error_status = {**cfg.error_status, **{k: int(v) for k, v in body["error_status"].items()}}
+        h.emu.drive.listing_lag_seconds = cfg.drive_listing_lag_seconds
     h.emu.ee._schedule()
-    h.send_json(
-        200,
-        {
-            "ee_concurrency": cfg.ee_concurrency,
-            "task_seconds": cfg.task_seconds,
-            "drive_quota_bytes": h.emu.drive.quota_bytes,
-            "drive_listing_lag_seconds": h.emu.drive.listing_lag_seconds,
-            "operation_ttl_seconds": cfg.operation_ttl_seconds,
-            "operations_order": cfg.operations_order,
-            "max_queued": cfg.max_queued,
-            "request_id_reuse": cfg.request_id_reuse,
-            "error_status": cfg.error_status,
-            "strict_evaluation": cfg.strict_evaluation,
-            "max_pixels_per_task": cfg.max_pixels_per_task,
-            "memory_limit_pixels": cfg.memory_limit_pixels,
-            "task_timeout_seconds": cfg.task_timeout_seconds,
-            "feature_count": cfg.feature_count,
-            "registration_state": cfg.registration_state,
-            "plan_max_concurrent_exports": cfg.plan_max_concurrent_exports,
-        },
-    )
+    answer = {name: getattr(cfg, name) for name in RUNTIME_CONFIG}
+    # the store's own (a test may have set them on it directly)
+    answer.update(drive_quota_bytes=h.emu.drive.quota_bytes, drive_listing_lag_seconds=h.emu.drive.listing_lag_seconds)
+    h.send_json(200, answer)
 
 
 @route("POST", r"/_emulator/drive/files", "admin.drive.seed")
