@@ -285,3 +285,27 @@ def test_tables_on_cloud_storage_stitch_into_cloud_storage(gee_conn, hook, gcs_u
     local.write_bytes(ObjectStoragePath(f"gs://{gee_conn}@landing/run1/points.gpkg").read_bytes())
     stitched = gpd.read_file(local)
     assert sorted(stitched["point_id"]) == list(range(40)) and result["rows_written"] == 40
+
+
+def test_a_retried_mosaic_of_cloud_storage_tiles_keeps_one_copy_of_each(gee_conn, gcs_url, tmp_path):
+    """A local mosaic's VRT points at local copies of remote tiles (in ``<name>.tiles``): a retry
+    (MosaicOperator retries by default) replaces them, it does not pile up another set."""
+    from airflow.sdk import ObjectStoragePath
+    from rasterio.transform import from_origin
+
+    paths = []
+    for i in range(2):  # two adjacent 10 x 10 tiles, uploaded to the bucket
+        local = tmp_path / f"t{i}.tif"
+        with rasterio.open(local, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:4326",
+                           transform=from_origin(13.0 + i * 1e-4, 52.5, 1e-5, 1e-5)) as dst:  # fmt: skip
+            dst.write(np.full((1, 10, 10), i + 1, dtype="uint8"))
+        remote = f"gs://{gee_conn}@landing/tiles/t{i}.tif"
+        ObjectStoragePath(remote).write_bytes(local.read_bytes())
+        paths.append(remote)
+    out = tmp_path / "out"
+    for _ in range(2):  # the first try, then its retry
+        result = MosaicOperator(task_id="m", harvest_results=paths, destination=str(out), name="m").execute({})
+    copies = sorted(p.name for p in (out / "m.tiles").iterdir())
+    assert sorted(c.split("-", 1)[1] for c in copies) == ["t0.tif", "t1.tif"], copies
+    with rasterio.open(result["vrt"]) as vrt:
+        assert set(np.unique(vrt.read(1))) == {1, 2}

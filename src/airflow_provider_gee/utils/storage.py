@@ -183,16 +183,24 @@ def upload_new(local_file: Path, directory: ObjectStoragePath, names: Iterator[s
 
 
 def local_input(location: str, workdir: Path) -> str:
-    """A local path for ``location``: itself if local, else a copy streamed into ``workdir``."""
+    """A local path for ``location``: itself if local, else a copy streamed into ``workdir``.
+
+    The copy's name is a digest of the location and its file name (tiles of different folders
+    may share a file name), so a retry or a later run copying the same input replaces its copy
+    instead of adding another; it is written aside and moved into place, so a reader of the
+    previous copy never sees half a file."""
     if not is_remote(location):
         return location.removeprefix("file://")
     source = ObjectStoragePath(location)
     workdir.mkdir(parents=True, exist_ok=True)
-    # a unique name per copy: tiles of different folders may share a file name
-    fd, name = tempfile.mkstemp(dir=workdir, suffix=f"-{source.name}")
-    os.close(fd)
-    target = Path(name)
-    with source.open("rb") as src, target.open("wb") as dst:
-        for chunk in iter(lambda: src.read(_CHUNK), b""):
-            dst.write(chunk)
+    digest = hashlib.sha256(location.encode()).hexdigest()[:16]
+    target = workdir / f"{digest}-{source.name}"
+    part = exclusive_temp(workdir)
+    try:
+        with source.open("rb") as src, part.open("wb") as dst:
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                dst.write(chunk)
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
     return str(target)
