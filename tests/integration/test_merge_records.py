@@ -279,3 +279,41 @@ def test_the_destination_is_counted_again_before_a_retry_deletes(gee_conn, emula
     writer.join(60)
     assert run.state == "failed"
     assert names(hook, "parts") == parts[1:]  # the retry deleted nothing more
+
+
+@pytest.mark.emulator(task_seconds=0.1)
+def test_a_stored_delete_record_deletes_only_parts_this_merge_takes(gee_conn, emulator):
+    """A retry finishing the deletes an earlier try began reads them from the task state store;
+    even that record names nothing the merge may delete beyond its own parts."""
+    from types import SimpleNamespace
+
+    from airflow_provider_gee.operators.assets import AssetMergeOperator
+
+    seed_parts(emulator, 2)
+    seed_parts(emulator, 1, folder="keep")  # an unrelated table the merge was never given
+    hook, parts = merged_folder_and_parts(emulator, gee_conn)
+    unrelated = names(hook, "keep")
+    junk_table(emulator, "merged/all", 2)
+    destination = f"{ROOT}/merged/all"
+    hook.set_asset_properties("merged/all", {MERGED_FROM: "f" * 64})
+    store = {
+        "gee_merge_deleting": {
+            "destination": destination, "from": "f" * 64, "parts": [parts[0], *unrelated], "intermediates": [],
+            "result": {"asset_id": destination, "feature_count": 2, "parts": [parts[0]], "deleted": []},
+        }
+    }  # fmt: skip
+
+    class Store(dict):
+        def set(self, key: str, value: Any) -> None:
+            self[key] = value
+
+        def delete(self, key: str) -> None:
+            self.pop(key, None)
+
+    op = AssetMergeOperator(task_id="merge", gcp_conn_id=gee_conn, source_folder="parts",
+                            destination_asset="merged/all", delete_sources=True)  # fmt: skip
+    ti = SimpleNamespace(dag_id="d", task_id="merge", run_id="r1", map_index=-1, try_number=2)
+    result = op.execute({"task": op, "ti": ti, "task_state_store": Store(store)})
+    assert result["deleted"] == [parts[0]]
+    assert names(hook, "keep") == unrelated  # named in the record, not this merge's: kept
+    assert names(hook, "parts") == parts[1:]

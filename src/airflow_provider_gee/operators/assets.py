@@ -4,6 +4,7 @@ GeeAssetCleanupOperator: recursive delete (dry-run by default) that never leaves
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -23,6 +24,8 @@ from airflow_provider_gee.exceptions import (
 )
 from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, asset_url
 from airflow_provider_gee.operators.base import GeeBaseOperator
+from airflow_provider_gee.triggers.events import operations_event
+from airflow_provider_gee.utils.merge_plan import MergeDeletes, MergeLevel
 from airflow_provider_gee.utils.naming import RUN_TOKEN, request_id, run_token, sanitize_description
 from airflow_provider_gee.utils.operations import as_export_result, export_parts
 from airflow_provider_gee.utils.outlets import add_event_extras, default_outlets, ee_asset_uri, is_template
@@ -251,6 +254,19 @@ class AssetMergeOperator(GeeBaseOperator):
             raise GeeConfigurationError(f"No table asset to merge ({self.source_folder or self.sources!r}).")
         return parts
 
+    def _takes(self, name: str) -> bool:
+        """Whether ``name`` is one of the parts this merge is given, without listing them (a part
+        an interrupted delete removed is no longer listed): in ``sources`` or ``export_results``, or
+        under ``source_folder`` matching ``pattern``."""
+        if self.source_folder is not None:
+            folder = self.hook.asset_name(self.source_folder)
+            relative = name.removeprefix(folder + "/")
+            return relative != name and fnmatch.fnmatchcase(relative, self.pattern)
+        if self.sources is not None:
+            return name in {self.hook.asset_name(s) for s in self.sources}
+        results = [as_export_result(r) for r in self.export_results or []]
+        return name in {p.get("asset_id") for r in results for p in export_parts(r)}
+
     def _count(self, name: str) -> int:
         """Read table ``name`` (kept in ``_seen``) and return its feature count."""
         asset = self.hook.get_asset(name)
@@ -330,24 +346,26 @@ class AssetMergeOperator(GeeBaseOperator):
         EarthEngineAssetLink.persist(context, url=asset_url(destination))
         existing = self.hook.get_asset(destination)
         state = TaskState(context)
-        deleting = state.get(_DELETING_KEY)
-        if deleting and deleting["destination"] == destination and self._merged_from(existing) == deleting["from"]:
+        deleting = MergeDeletes.from_json(state.get(_DELETING_KEY))
+        if deleting and deleting.destination == destination and self._merged_from(existing) == deleting.source:
             self.log.info(
                 "An earlier try verified %s and was deleting its parts: finishing that, no merge", destination
             )
-            return self._delete(context, deleting["result"], deleting["parts"], deleting["intermediates"])
+            # only parts this merge takes: the record is this task instance's, yet never trusted with more
+            doomed = [p for p in deleting.parts if self._takes(p)]
+            return self._delete(context, deleting.result, doomed, deleting.intermediates)
         parts = self._parts()
         counts = {p: self._count(p) for p in parts}
         total = sum(counts.values())
         source = self._fingerprint(parts)
         self.log.info("Merging %d parts (%d features) into %s", len(parts), total, destination)
-        plan = state.get(_STATE_KEY)
-        if plan and plan.get("destination") == destination and plan.get("source") == source:
+        plan = MergeLevel.from_json(state.get(_STATE_KEY))
+        if plan and plan.destination == destination and plan.source == source:
             # an earlier try of this task instance merged exactly these parts and died (or failed
             # a delete) before verifying: wait for its exports again instead of submitting others
             self.log.info(
                 "An earlier try submitted level %d of this merge: waiting for its %d export(s) again",
-                plan["level"], len(plan.get("operations") or []),
+                plan.level, len(plan.operations),
             )  # fmt: skip
             return self._resume(context, plan)
         if existing is not None:
@@ -417,22 +435,22 @@ class AssetMergeOperator(GeeBaseOperator):
         intermediates: list[str],
         parts: list[str],
         source: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> MergeLevel:
         """One level: groups of inputs, each merged into one target (the destination, last)."""
         destination = self.hook.asset_name(self.destination_asset)
         size = self.max_parts_per_merge
         groups = [inputs[i : i + size] for i in range(0, len(inputs), size)]
         final = len(groups) == 1
         targets = [destination] if final else [f"{destination}__merge_l{level}_{i:04d}" for i in range(len(groups))]
-        return {
-            "level": level, "groups": groups, "targets": targets, "next": 0,
-            "expected": {t: sum(counts[p] for p in g) for g, t in zip(groups, targets, strict=True)},
-            "from": {t: self._fingerprint(g) for g, t in zip(groups, targets, strict=True)},
-            "intermediates": intermediates + ([] if final else targets), "parts": parts,
-            "destination": destination, "source": source or self._fingerprint(parts), "operations": [],
-        }  # fmt: skip
+        return MergeLevel(
+            level=level, groups=groups, targets=targets,
+            expected={t: sum(counts[p] for p in g) for g, t in zip(groups, targets, strict=True)},
+            sources={t: self._fingerprint(g) for g, t in zip(groups, targets, strict=True)},
+            intermediates=intermediates + ([] if final else targets), parts=parts,
+            destination=destination, source=source or self._fingerprint(parts),
+        )  # fmt: skip
 
-    def _advance(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
+    def _advance(self, context: Context, plan: MergeLevel) -> dict[str, Any]:
         """Submit the next merges (at most ``max_parallel_merges`` at once, so the pool keeps its
         meaning), defer until they end, verify each finished level, go on to the next."""
         import ee
@@ -440,29 +458,29 @@ class AssetMergeOperator(GeeBaseOperator):
         ti = context["ti"]
         while True:
             operations: list[str] = []
-            while plan["next"] < len(plan["groups"]) and len(operations) < self.max_parallel_merges:
-                index = plan["next"]
-                plan["next"] += 1
-                group, target = plan["groups"][index], plan["targets"][index]
-                final = len(plan["targets"]) == 1
+            while plan.next < len(plan.groups) and len(operations) < self.max_parallel_merges:
+                index = plan.next
+                plan.next += 1
+                group, target = plan.groups[index], plan.targets[index]
+                final = plan.final
                 existing = self.hook.get_asset(target)
                 if not final and existing is not None:
                     have = self._size(existing) if existing.get("type") == "TABLE" else -1
                     if (
                         self._ours(existing, have)
-                        and self._merged_from(existing) == plan["from"][target]
-                        and have == plan["expected"][target]
+                        and self._merged_from(existing) == plan.sources[target]
+                        and have == plan.expected[target]
                     ):
                         continue  # an intermediate an earlier try merged (and signed) from exactly these inputs
                     if not self.overwrite:
                         raise GeeConfigurationError(
                             f"{target!r} exists but is not this merge's intermediate of these inputs (the name is "
-                            f"reserved for merging into {plan['destination']!r}): delete it, pass overwrite=True "
+                            f"reserved for merging into {plan.destination!r}): delete it, pass overwrite=True "
                             "to replace it, or merge into another destination."
                         )
                 self.hook.initialize_ee()
                 merged = ee.FeatureCollection([ee.FeatureCollection(g) for g in group]).flatten()
-                level = plan["level"]
+                level = plan.level
                 description = sanitize_description(f"merge.{ti.dag_id}.{ti.task_id}.l{level}.{index:04d}")
                 # one requestId per try, level and group: a new try after a failed merge starts afresh
                 rid = (
@@ -474,43 +492,41 @@ class AssetMergeOperator(GeeBaseOperator):
                 )  # fmt: skip
                 operations.append(op["name"])
             if operations:
-                self.log.info(
-                    "Level %d: merging group(s) up to %d of %d", plan["level"], plan["next"], len(plan["groups"])
-                )
-                plan["operations"] = operations
-                TaskState(context).set(_STATE_KEY, plan)
+                self.log.info("Level %d: merging group(s) up to %d of %d", plan.level, plan.next, len(plan.groups))
+                plan.operations = operations
+                TaskState(context).set(_STATE_KEY, plan.to_json())
                 self._wait(plan)
-            if plan["next"] < len(plan["groups"]):
+            if plan.next < len(plan.groups):
                 continue  # every group of this batch was already complete
-            for target in plan["targets"]:  # verify the whole level before using it
+            for target in plan.targets:  # verify the whole level before using it
                 have = self._count(target)
-                if have != plan["expected"][target]:
+                if have != plan.expected[target]:
                     self._forget_plan(context)  # a retry merges anew (overwrite permitting), not waits on this
                     raise EarthEngineError(
-                        f"{target} holds {have} features, expected {plan['expected'][target]}: not deleting anything."
+                        f"{target} holds {have} features, expected {plan.expected[target]}: not deleting anything."
                     )
-                if len(plan["targets"]) > 1:  # record (signed) what the intermediate holds, for a retry
-                    record = {MERGED_FROM: plan["from"][target], MERGED_BY: None, MERGED_PARTS: None}
+                if not plan.final:  # record (signed) what the intermediate holds, for a retry
+                    record = {MERGED_FROM: plan.sources[target], MERGED_BY: None, MERGED_PARTS: None}
                     self.hook.set_asset_properties(target, self._signed(target, have, record))
                     self._seen.pop(target, None)
-            if len(plan["targets"]) == 1:
-                part_counts = {p: self._count(p) for p in plan["parts"]}
-                return self._finish(context, plan["parts"], part_counts, plan["intermediates"], skipped=False)
-            plan = self._level_plan(plan["level"] + 1, plan["targets"], plan["expected"], plan["intermediates"],
-                                    plan["parts"], plan["source"])  # fmt: skip
+            if plan.final:
+                part_counts = {p: self._count(p) for p in plan.parts}
+                return self._finish(context, plan.parts, part_counts, plan.intermediates, skipped=False)
+            plan = self._level_plan(plan.level + 1, plan.targets, plan.expected, plan.intermediates, plan.parts,
+                                    plan.source)  # fmt: skip
 
     @staticmethod
     def _forget_plan(context: Context, deleting: bool = False) -> None:
         """Drop the stored level plan (and the delete record) of this task instance."""
         TaskState(context).delete(_STATE_KEY, *([_DELETING_KEY] if deleting else []))
 
-    def _wait(self, plan: dict[str, Any]) -> None:
+    def _wait(self, plan: MergeLevel) -> None:
         """Defer until the plan's submitted merge exports end (then :meth:`level_complete`)."""
         from airflow_provider_gee.triggers.task import GeeTaskTrigger
 
         self.defer(
             trigger=GeeTaskTrigger(
-                plan["operations"],
+                plan.operations,
                 gcp_conn_id=self.gcp_conn_id,
                 impersonation_chain=self.impersonation_chain,
                 poll_interval=self.poll_interval,
@@ -518,11 +534,11 @@ class AssetMergeOperator(GeeBaseOperator):
             method_name="level_complete",
             # the plan travels with the deferral; ``dag.test()`` drops these kwargs when its inline
             # trigger fires, hence the store as well where there is one
-            kwargs={"plan": plan},
+            kwargs={"plan": plan.to_json()},
         )
 
-    def _resume(self, context: Context, plan: dict[str, Any]) -> dict[str, Any]:
-        if plan.get("operations"):
+    def _resume(self, context: Context, plan: MergeLevel) -> dict[str, Any]:
+        if plan.operations:
             self._wait(plan)
         return self._advance(context, plan)
 
@@ -530,20 +546,20 @@ class AssetMergeOperator(GeeBaseOperator):
         self, context: Context, event: dict[str, Any], plan: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Resume after a batch of merge exports ended; ``plan`` is the level's plan, as deferred."""
-        if plan is None:
-            plan = TaskState(context).get(_STATE_KEY)
-        if plan is None:  # deferred without its plan (3.3+), and the store lost it: the retry merges anew
+        level = MergeLevel.from_json(plan if plan is not None else TaskState(context).get(_STATE_KEY))
+        if level is None:  # deferred without its plan (3.3+), and the store lost it: the retry merges anew
             raise GeeRetryableError("The merge's stored plan is gone; nothing was deleted. A retry merges again.")
         self._seen = {}
-        if event.get("status") != "success":
-            failed = [s for s in event.get("operations", {}).values() if s["state"] != "SUCCEEDED"]
-            message = (failed[0].get("error") if failed else None) or event.get("message", "merge failed")
+        ended = operations_event(event)
+        if ended["status"] != "success":
+            failed = [s for s in ended["operations"].values() if s["state"] != "SUCCEEDED"]
+            message = (failed[0].get("error") if failed else None) or ended.get("message", "merge failed")
             self._forget_plan(context)  # a retry starts afresh (new exports), not by waiting on failed ones
             raise EarthEngineTaskFailed(
-                f"Merge level {plan['level']} failed: {message}. Every part is kept.",
+                f"Merge level {level.level} failed: {message}. Every part is kept.",
                 operation=failed[0]["name"] if failed else "", state=failed[0]["state"] if failed else "FAILED",
             )  # fmt: skip
-        return self._advance(context, plan)
+        return self._advance(context, level)
 
     def _finish(
         self, context: Context, parts: list[str], counts: dict[str, int], intermediates: list[str], skipped: bool
@@ -583,8 +599,8 @@ class AssetMergeOperator(GeeBaseOperator):
         }  # fmt: skip
         if doomed or intermediates:
             # before the first delete: a retry finishes these deletes instead of merging again
-            TaskState(context).set(_DELETING_KEY, {"destination": destination, "from": fingerprint, "parts": doomed,
-                                      "intermediates": intermediates, "result": result})  # fmt: skip
+            deletes = MergeDeletes(destination, fingerprint, doomed, intermediates, result)
+            TaskState(context).set(_DELETING_KEY, deletes.to_json())
         return self._delete(context, result, doomed, intermediates)
 
     def _delete(

@@ -12,6 +12,7 @@ from airflow.sdk import Context, PokeReturnValue
 from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTaskFailed, GeeConfigurationError
 from airflow_provider_gee.operators.base import default_deferrable
 from airflow_provider_gee.sensors.base import GeeBaseSensor
+from airflow_provider_gee.triggers.events import operations_event
 from airflow_provider_gee.utils.operations import TERMINAL_STATES, summarize
 
 # the hook and trigger (Google provider, aiohttp) are imported where used, not when the DAG is parsed
@@ -110,7 +111,7 @@ class GeeTaskSensor(GeeBaseSensor):
         )  # fmt: skip
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        status = event.get("status")
-        if status in ("success", "failed"):
-            return self._outcome(list(event["operations"].values()))
-        raise EarthEngineError(event.get("message") or f"Unexpected trigger event {event!r}")
+        ended = operations_event(event)
+        if ended["status"] in ("success", "failed"):
+            return self._outcome(list(ended["operations"].values()))
+        raise EarthEngineError(ended.get("message") or f"Unexpected trigger event {event!r}")

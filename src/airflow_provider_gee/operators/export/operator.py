@@ -15,6 +15,7 @@ from airflow_provider_gee.links.earth_engine import EarthEngineAssetLink, EarthE
 from airflow_provider_gee.operators.base import GeeBaseOperator
 from airflow_provider_gee.operators.export.splitting import ExportSplitting
 from airflow_provider_gee.operators.export.submission import TooBig
+from airflow_provider_gee.triggers.events import ended_in_trigger, operations_event, queue_event
 from airflow_provider_gee.utils.operations import ACTIVE_STATES
 
 
@@ -118,10 +119,11 @@ class GeeExportOperator(ExportSplitting):
 
     def execute(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         # ``event`` is set when admission control let this task through (GeeQueueTrigger)
-        if event is not None and event.get("status") == "error":
-            raise EarthEngineError(f"Admission control could not read EE's queue: {event.get('message')}")
-        if event is not None and event.get("status") == "timeout":
-            raise EarthEngineError(f"Waited too long to submit: {event.get('message')}; nothing was submitted.")
+        queued = queue_event(event) if event is not None else None
+        if queued is not None and queued["status"] == "error":
+            raise EarthEngineError(f"Admission control could not read EE's queue: {queued.get('message')}")
+        if queued is not None and queued["status"] == "timeout":
+            raise EarthEngineError(f"Waited too long to submit: {queued.get('message')}; nothing was submitted.")
         self._set_run(context)
         self.validate()
         self._check_tile_names(context)
@@ -143,30 +145,31 @@ class GeeExportOperator(ExportSplitting):
         """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation
         (and, when it waited for a part of a split tile, the split plan)."""
         self._set_run(context)
-        extra = event.get("extra") or {}
+        result = ended_in_trigger(event)
+        if result is not None:  # ended in the trigger; dag.test() resumes
+            self._persist_destination_links(context, result.get("drive_folder_id"))
+            return self._with_lineage(result)
+        ended = operations_event(event)
+        extra = ended.get("extra") or {}
         self._inputs = extra.get("inputs", self._inputs)
         split = extra.get("split")
         if split is not None:
-            return self._resume_split(context, event, split)
-        if event.get("task_instance_state") == "success":  # ended in the trigger; dag.test() resumes
-            result = event["xcoms"]["return_value"]
-            self._persist_destination_links(context, result.get("drive_folder_id"))
-            return self._with_lineage(result)
-        summaries = list(event.get("operations", {}).values())
-        status = event.get("status")
+            return self._resume_split(context, ended, split)
+        summaries = list(ended["operations"].values())
+        status = ended["status"]
         if status == "success" and summaries:
             return self._result(context, summaries[0])
         if status == "timeout":
             name = summaries[0]["name"] if summaries else self._stored_name(context)
             if name:  # do not leave it running outside the pool's bound
                 self.hook.cancel_operation(name)
-            raise EarthEngineError(f"{event.get('message')}; the EE task was cancelled.")
+            raise EarthEngineError(f"{ended.get('message')}; the EE task was cancelled.")
         if status == "failed" and summaries:
             s = summaries[0]
             if self._splittable(s.get("error")):
                 return self._split(context, self._failure(s))
-            raise self._task_failed(s, event.get("message", ""))
-        raise EarthEngineError(event.get("message") or f"Unexpected trigger event {event!r}")
+            raise self._task_failed(s, ended.get("message", ""))
+        raise EarthEngineError(ended.get("message") or f"Unexpected trigger event {event!r}")
 
     def on_kill(self) -> None:
         if self._operation and self._operation.get("state") in ACTIVE_STATES:

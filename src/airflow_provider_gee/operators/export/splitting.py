@@ -13,6 +13,7 @@ from airflow_provider_gee.exceptions import EarthEngineError, EarthEngineTooBig,
 from airflow_provider_gee.links.earth_engine import EarthEngineTaskLink, task_url
 from airflow_provider_gee.operators.export.resume import ExportResume
 from airflow_provider_gee.operators.export.submission import TooBig
+from airflow_provider_gee.triggers.events import OperationsEvent
 from airflow_provider_gee.utils.operations import TERMINAL_STATES, export_result, summarize
 from airflow_provider_gee.utils.task_state import TaskState
 
@@ -117,14 +118,14 @@ class ExportSplitting(ExportResume):
                 self._record_part(context, plan, part, op, tile)
         return self._split_result(context, plan)
 
-    def _resume_split(self, context: Context, event: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+    def _resume_split(self, context: Context, event: OperationsEvent, split: dict[str, Any]) -> dict[str, Any]:
         """The trigger waited for a part: record how it ended and go on with the next."""
         from airflow_provider_gee.utils.splitting import SplitPlan, part_tile
 
         plan = self._stored_plan(context) or SplitPlan(split)
         part = plan.current()
-        summaries = list(event.get("operations", {}).values())
-        status = event.get("status")
+        summaries = list(event["operations"].values())
+        status = event["status"]
         if status == "timeout":
             if summaries:
                 self.hook.cancel_operation(summaries[0]["name"])
