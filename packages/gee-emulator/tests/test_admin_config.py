@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import requests
 
+from gee_emulator.admin_routes import RUNTIME_CONFIG
 from gee_emulator.ee_state import EmulatorConfig
-from gee_emulator.server import RUNTIME_CONFIG, EmulatorServer
+from gee_emulator.server import EmulatorServer
 
 
 @pytest.fixture

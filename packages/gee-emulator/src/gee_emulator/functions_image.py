@@ -19,15 +19,7 @@ from typing import Any, cast
 import numpy as np
 import shapely
 
-from gee_emulator.functions_pure import (
-    BINARY,
-    CASTS,
-    UNARY,
-    _feature_collection,
-    as_date,
-    as_geometry,
-    properties_of,
-)
+from gee_emulator.functions_pure import BINARY, CASTS, UNARY, _feature_collection, as_date, as_geometry, properties_of
 from gee_emulator.values import (
     METRES_PER_DEGREE,
     Band,

@@ -1,4 +1,4 @@
-"""Where production identities get their tokens, on the emulator's port: Google's ``tokeninfo``,
+"""Where identities get their tokens, on the emulator's port: the OAuth token endpoint, Google's ``tokeninfo``,
 the Compute Engine metadata server (``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``), the Security Token
 Service exchange of an ``external_account`` file (workload identity federation) and IAM
 Credentials' ``generateAccessToken`` (service-account impersonation).
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from gee_emulator.auth import TOKEN_EXCHANGE, Identity
+from gee_emulator.routing import route
 
 if TYPE_CHECKING:
     from gee_emulator.server import RequestHandler
@@ -52,6 +53,7 @@ def _send_metadata(h: RequestHandler, status: int, payload: str | dict[str, Any]
     h.wfile.write(body)
 
 
+@route("GET", r"/", "metadata.ping")
 def metadata_ping(h: RequestHandler, m: re.Match[str]) -> None:
     if h.emu.require_auth:
         h.send_json(404, {"error": "not found"})
@@ -59,6 +61,7 @@ def metadata_ping(h: RequestHandler, m: re.Match[str]) -> None:
     _send_metadata(h, 200, "computeMetadata/\n")
 
 
+@route("GET", r"/computeMetadata/v1/(?P<path>.*)", "metadata.get")
 def metadata_get(h: RequestHandler, m: re.Match[str]) -> None:
     """``/computeMetadata/v1/...``: the project, the default service account, its scopes and token."""
     if h.emu.require_auth:
@@ -105,6 +108,7 @@ def _jwt_subject(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+@route("POST", r"/v1/token", "sts.token")
 def sts_token(h: RequestHandler, m: re.Match[str]) -> None:
     """``sts.googleapis.com/v1/token``: an external identity's token for a federated access token."""
     form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
@@ -132,6 +136,7 @@ def sts_token(h: RequestHandler, m: re.Match[str]) -> None:
     )
 
 
+@route("POST", r"/v1/projects/-/serviceAccounts/(?P<email>[^/:]+):generateAccessToken", "iam.generateAccessToken")
 def generate_access_token(h: RequestHandler, m: re.Match[str]) -> None:
     """IAM Credentials ``generateAccessToken``: a token of ``m["email"]`` for a caller with a
     valid token (Google also requires the Token Creator role, which the emulator grants everyone),
@@ -163,6 +168,8 @@ def generate_access_token(h: RequestHandler, m: re.Match[str]) -> None:
     h.send_json(200, {"accessToken": issued["access_token"], "expireTime": expiry.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
 
+@route("GET", r"/tokeninfo", "oauth.tokeninfo")
+@route("POST", r"/tokeninfo", "oauth.tokeninfo")
 def token_info(h: RequestHandler, m: re.Match[str]) -> None:
     """Google's ``tokeninfo``: the scopes, client and e-mail of an access token."""
     form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
@@ -173,13 +180,12 @@ def token_info(h: RequestHandler, m: re.Match[str]) -> None:
         h.send_json(400, {"error": "invalid_token", "error_description": "Invalid Value"})
 
 
-def register(route: Any) -> None:
-    """Add these routes to the server's table (called once by :mod:`gee_emulator.server`)."""
-    route("GET", r"/", "metadata.ping")(metadata_ping)
-    route("GET", r"/computeMetadata/v1/(?P<path>.*)", "metadata.get")(metadata_get)
-    route("POST", r"/v1/token", "sts.token")(sts_token)
-    route("POST", r"/v1/projects/-/serviceAccounts/(?P<email>[^/:]+):generateAccessToken", "iam.generateAccessToken")(
-        generate_access_token
-    )
-    for method in ("GET", "POST"):
-        route(method, r"/tokeninfo", "oauth.tokeninfo")(token_info)
+@route("POST", r"/token", "oauth.token")
+def _token(h: RequestHandler, m: re.Match[str]) -> None:
+    form = {k: v[-1] for k, v in parse_qs(h.body_bytes().decode()).items()}
+    try:
+        grant = form.get("grant_type")
+        h.send_json(200, h.emu.auth.exchange(grant, form.get("assertion"), verify=h.emu.require_auth, form=form))
+    except ValueError as exc:
+        error, _, description = str(exc).partition(": ")
+        h.send_json(400, {"error": error, "error_description": description or error})

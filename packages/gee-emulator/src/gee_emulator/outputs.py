@@ -20,12 +20,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from shapely.ops import transform as shapely_transform
 
-from gee_emulator.evaluator import (
-    METRES_PER_DEGREE,
-    EvaluationError,
-    FeatureCollection,
-    Image,
-)
+from gee_emulator.evaluator import METRES_PER_DEGREE, EvaluationError, FeatureCollection, Image
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _ROWS_PER_WINDOW = 256
