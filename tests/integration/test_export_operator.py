@@ -60,6 +60,18 @@ def test_mapped_exports_succeed_and_return_what_harvest_needs(gee_conn, emulator
 
 
 @pytest.mark.emulator(task_seconds=0.2)
+def test_an_export_that_ends_in_the_triggerer_returns_its_result_under_dag_test(gee_conn, emulator):
+    """``dag.test()`` resumes a task that ended in the triggerer (end_from_trigger) with the bare
+    state "success" as its event: the result is rebuilt from the stored EE task, not refused."""
+    run, dag_id = run_dag(export_dag(n_tiles=2, deferrable=True, end_from_trigger=True))
+    assert run.state == "success", [(t.task_id, t.state) for t in task_instances(dag_id)]
+    results = xcom_values(dag_id, "export")
+    assert sorted(r["state"] for r in results) == ["SUCCEEDED", "SUCCEEDED"]
+    assert all(r["operation"].startswith("projects/") and r["drive_folder_id"] for r in results)
+    assert emulator.stats()["operations"] == 2  # nothing submitted again to rebuild the result
+
+
+@pytest.mark.emulator(task_seconds=0.2)
 def test_lost_submit_response_is_reattached_by_the_retry(gee_conn, emulator):
     # EE starts the task but every answer is lost, beyond the hook's own 5 retries: the Airflow
     # retry asks again with the same requestId and gets the same operation.

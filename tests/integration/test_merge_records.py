@@ -298,7 +298,8 @@ def test_a_stored_delete_record_deletes_only_parts_this_merge_takes(gee_conn, em
     hook.set_asset_properties("merged/all", {MERGED_FROM: "f" * 64})
     store = {
         "gee_merge_deleting": {
-            "destination": destination, "from": "f" * 64, "parts": [parts[0], *unrelated], "intermediates": [],
+            "destination": destination, "from": "f" * 64, "intermediates": [],
+            "parts": [parts[0], *unrelated, f"{ROOT}/parts/../keep/p0000"],  # the last under the folder by name only
             "result": {"asset_id": destination, "feature_count": 2, "parts": [parts[0]], "deleted": []},
         }
     }  # fmt: skip

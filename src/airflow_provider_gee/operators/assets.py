@@ -254,18 +254,23 @@ class AssetMergeOperator(GeeBaseOperator):
             raise GeeConfigurationError(f"No table asset to merge ({self.source_folder or self.sources!r}).")
         return parts
 
-    def _takes(self, name: str) -> bool:
-        """Whether ``name`` is one of the parts this merge is given, without listing them (a part
-        an interrupted delete removed is no longer listed): in ``sources`` or ``export_results``, or
-        under ``source_folder`` matching ``pattern``."""
+    def _taken(self, names: list[str]) -> list[str]:
+        """Those of ``names`` that are parts this merge is given, found without listing them (a
+        part an interrupted delete removed is no longer listed): in ``sources`` or
+        ``export_results``, or under ``source_folder`` matching ``pattern`` (no ``..`` step)."""
         if self.source_folder is not None:
-            folder = self.hook.asset_name(self.source_folder)
-            relative = name.removeprefix(folder + "/")
-            return relative != name and fnmatch.fnmatchcase(relative, self.pattern)
+            folder = self.hook.asset_name(self.source_folder) + "/"
+            relative = {n: n.removeprefix(folder) for n in names if n.startswith(folder)}
+            return [
+                n for n, rel in relative.items()
+                if ".." not in rel.split("/") and fnmatch.fnmatchcase(rel, self.pattern)
+            ]  # fmt: skip
         if self.sources is not None:
-            return name in {self.hook.asset_name(s) for s in self.sources}
-        results = [as_export_result(r) for r in self.export_results or []]
-        return name in {p.get("asset_id") for r in results for p in export_parts(r)}
+            given = {self.hook.asset_name(s) for s in self.sources}
+        else:
+            results = [as_export_result(r) for r in self.export_results or []]
+            given = {str(p.get("asset_id")) for r in results for p in export_parts(r)}
+        return [n for n in names if n in given]
 
     def _count(self, name: str) -> int:
         """Read table ``name`` (kept in ``_seen``) and return its feature count."""
@@ -352,7 +357,12 @@ class AssetMergeOperator(GeeBaseOperator):
                 "An earlier try verified %s and was deleting its parts: finishing that, no merge", destination
             )
             # only parts this merge takes: the record is this task instance's, yet never trusted with more
-            doomed = [p for p in deleting.parts if self._takes(p)]
+            doomed = self._taken(deleting.parts)
+            if len(doomed) < len(deleting.parts):
+                self.log.warning(
+                    "The stored deletes name %d asset(s) this merge does not take: not deleting them",
+                    len(deleting.parts) - len(doomed),
+                )
             return self._delete(context, deleting.result, doomed, deleting.intermediates)
         parts = self._parts()
         counts = {p: self._count(p) for p in parts}

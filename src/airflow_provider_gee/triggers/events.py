@@ -42,15 +42,11 @@ def _unexpected(event: Any, trigger: str) -> EarthEngineError:
     return EarthEngineError(f"Unexpected event from {trigger}: {event!r}")
 
 
-def ended_in_trigger(event: Any) -> dict[str, Any] | None:
-    """The return value of a task that ended in the triggerer (``end_from_trigger``), when
-    ``dag.test()`` resumes it with ``{"task_instance_state": "success", "xcoms": {...}}``; ``None``
-    for any other event."""
-    if isinstance(event, dict) and event.get("task_instance_state") == "success":
-        xcoms = event.get("xcoms")
-        if isinstance(xcoms, dict):
-            return xcoms.get("return_value")
-    return None
+def ended_in_trigger(event: Any) -> bool:
+    """Whether ``event`` says the task ended in the triggerer (``end_from_trigger``): a
+    ``TaskSuccessEvent``'s payload, the bare state ``"success"``, which is all ``dag.test()``
+    resumes such a task with (a deployment's triggerer ends it; it never resumes)."""
+    return event == "success"
 
 
 def operations_event(event: Any) -> OperationsEvent:

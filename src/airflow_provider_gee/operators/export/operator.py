@@ -145,10 +145,8 @@ class GeeExportOperator(ExportSplitting):
         """Resume after the trigger fired: needs no ``ee`` at all, the event carries the operation
         (and, when it waited for a part of a split tile, the split plan)."""
         self._set_run(context)
-        result = ended_in_trigger(event)
-        if result is not None:  # ended in the trigger; dag.test() resumes
-            self._persist_destination_links(context, result.get("drive_folder_id"))
-            return self._with_lineage(result)
+        if ended_in_trigger(event):  # dag.test() resumes it; the result is rebuilt from its EE task
+            return self._result_ended_in_trigger(context)
         ended = operations_event(event)
         extra = ended.get("extra") or {}
         self._inputs = extra.get("inputs", self._inputs)

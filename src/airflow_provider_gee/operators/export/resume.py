@@ -57,6 +57,19 @@ class ExportResume(ExportSubmission):
         result = self.poll_until_complete(external_id, context)
         return result if result is not None else self.get_job_result(external_id, context)
 
+    def _result_ended_in_trigger(self, context: Context) -> dict[str, Any]:
+        """The result of an export whose trigger ended the task (``end_from_trigger``), rebuilt
+        from its EE task: ``dag.test()`` resumes such a task with nothing but its state."""
+        name = self._stored_name(context)
+        if name is None:  # no task state store (before 3.3): the task instance's newest EE task
+            own = self._own_operations(context)
+            name = own[0]["name"] if own else None
+        if name is None:
+            raise EarthEngineError(
+                "The export ended in the triggerer, but its EE task is not known here: clear the task to export again."
+            )
+        return self._result(context, summarize(self.hook.get_operation(name)))
+
     def get_job_status(self, external_id: Any, context: Context) -> str:
         if not self._is_own(external_id, "EE task"):
             self._stored = None  # not this export's: a fresh submission (its own requestId), generation 0
