@@ -41,6 +41,28 @@ from gee_emulator.faults import FaultInjector
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,60}$")
 ACTIVE = ("PENDING", "RUNNING", "CANCELLING")
+#: EE's operation states (the REST reference's ``OperationMetadata.State``) and every move the
+#: emulator makes between them: a queued task starts or is cancelled; a running one ends, or is asked
+#: to cancel, or (the emulator restarted mid-task) is queued again, as EE retries a task's attempt;
+#: a cancelling one ends either way, or is queued again on a restart. Ended tasks never move.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "PENDING": frozenset({"RUNNING", "CANCELLED"}),
+    "RUNNING": frozenset({"SUCCEEDED", "FAILED", "CANCELLING", "PENDING"}),
+    "CANCELLING": frozenset({"CANCELLED", "SUCCEEDED", "FAILED", "PENDING"}),
+    "SUCCEEDED": frozenset(),
+    "FAILED": frozenset(),
+    "CANCELLED": frozenset(),
+}
+
+
+def move(op: Operation, state: str, **metadata: Any) -> None:
+    """Move ``op`` to ``state`` (with ``updateTime`` and ``metadata``), as :data:`TRANSITIONS`
+    allows; any other move is an emulator bug and raises."""
+    if state not in TRANSITIONS[op.state]:
+        raise RuntimeError(f"emulator bug: operation {op.id} cannot go from {op.state} to {state}")
+    op.metadata.update(state=state, updateTime=_now(), **metadata)
+
+
 _EXPORT_TYPES = {"image": "EXPORT_IMAGE", "table": "EXPORT_FEATURES"}
 _CODES = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "CANCELLED": 1, "INTERNAL": 13}
 
@@ -402,8 +424,7 @@ class EarthEngineState:
                 key=lambda op: (-op.metadata["priority"], op.seq),
             )
             for op in pending[: max(0, self.config.ee_concurrency - running)]:
-                now = _now()
-                op.metadata.update(state="RUNNING", startTime=now, updateTime=now, progress=0.0)
+                move(op, "RUNNING", startTime=_now(), progress=0.0)
                 threading.Thread(target=self._run, args=(op,), name=f"ee-task-{op.id}", daemon=True).start()
             self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.in_flight)
 
@@ -444,8 +465,7 @@ class EarthEngineState:
         with self.lock:
             if op.done or self.operations.get(op.id) is not op:
                 return
-            now = _now()
-            op.metadata.update(state=state, updateTime=now, endTime=now)
+            move(op, state, endTime=_now())
             if state == "SUCCEEDED":
                 op.metadata["progress"] = 1.0
             op.done, op.error = True, error
@@ -464,7 +484,7 @@ class EarthEngineState:
                 self._finish(op, "CANCELLED", {"code": _CODES["CANCELLED"], "message": "Cancelled."})
             else:
                 op.cancel_requested = True
-                op.metadata.update(state="CANCELLING", updateTime=_now())
+                move(op, "CANCELLING")
 
     def get_operation(self, name: str) -> Operation:
         op_id = name.rsplit("/", 1)[-1]
@@ -818,7 +838,8 @@ class EarthEngineState:
                     caller=d.get("caller"),
                 )
                 if not op.done:  # interrupted by the restart: queue again, as EE retries tasks
-                    op.metadata.update(state="PENDING", progress=0.0)
+                    if op.state != "PENDING":
+                        move(op, "PENDING", progress=0.0)
                     op.metadata["attempt"] = int(op.metadata.get("attempt", 1)) + 1
                 self.operations[op.id] = op
             # a snapshot from before request ids were per caller: the caller is its operation's
