@@ -48,9 +48,24 @@ def test_tasks_move_through_the_table_and_a_move_outside_it_raises(emulator):
     emulator.ee.cancel(queued)
     assert state(emulator, queued) == "CANCELLED"  # a queued task is cancelled at once
     emulator.ee.cancel(running)
+    emulator.ee.cancel(running)  # a second cancel while cancelling (the provider may send several)
     deadline = time.monotonic() + 10
     while state(emulator, running) != "CANCELLED":  # a running one via CANCELLING
         assert state(emulator, running) == "CANCELLING" and time.monotonic() < deadline
         time.sleep(0.02)
     with pytest.raises(RuntimeError, match="cannot go from CANCELLED to RUNNING"):
         move(emulator.ee.get_operation(running), "RUNNING")
+    submit(emulator)  # left running: stopping the emulator cancels it, its thread ends cleanly
+
+
+def test_a_restart_queues_unfinished_tasks_again_as_new_attempts(tmp_path):
+    state_dir = tmp_path / "state"
+    config = EmulatorConfig(project=PROJECT, ee_concurrency=1, task_seconds=30.0)
+    with EmulatorServer(config, state_dir=state_dir) as first:
+        running, queued = submit(first), submit(first)
+    with EmulatorServer(config, state_dir=state_dir) as second:
+        ops = {name: second.ee.get_operation(name) for name in (running, queued)}
+        assert {op.state for op in ops.values()} <= {"PENDING", "RUNNING"}
+        assert ops[running].metadata["attempt"] == 2
+        for name in ops:
+            second.ee.cancel(name)

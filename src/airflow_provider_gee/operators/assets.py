@@ -358,11 +358,9 @@ class AssetMergeOperator(GeeBaseOperator):
             )
             # only parts this merge takes: the record is this task instance's, yet never trusted with more
             doomed = self._taken(deleting.parts)
-            if len(doomed) < len(deleting.parts):
-                self.log.warning(
-                    "The stored deletes name %d asset(s) this merge does not take: not deleting them",
-                    len(deleting.parts) - len(doomed),
-                )
+            refused = sorted(set(deleting.parts) - set(doomed))
+            if refused:
+                self.log.warning("The stored deletes name assets this merge does not take; not deleting %s", refused)
             return self._delete(context, deleting.result, doomed, deleting.intermediates)
         parts = self._parts()
         counts = {p: self._count(p) for p in parts}

@@ -43,12 +43,13 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,60}$")
 ACTIVE = ("PENDING", "RUNNING", "CANCELLING")
 #: EE's operation states (the REST reference's ``OperationMetadata.State``) and every move the
 #: emulator makes between them: a queued task starts or is cancelled; a running one ends, or is asked
-#: to cancel, or (the emulator restarted mid-task) is queued again, as EE retries a task's attempt;
-#: a cancelling one ends either way, or is queued again on a restart. Ended tasks never move.
+#: to cancel, or is cancelled outright when the emulator stops; a cancelling one ends either way.
+#: Ended tasks never move. (A restart queues unfinished tasks again as new attempts: that is a task
+#: restored, not moved, see :meth:`EarthEngineState.restore`.)
 TRANSITIONS: dict[str, frozenset[str]] = {
     "PENDING": frozenset({"RUNNING", "CANCELLED"}),
-    "RUNNING": frozenset({"SUCCEEDED", "FAILED", "CANCELLING", "PENDING"}),
-    "CANCELLING": frozenset({"CANCELLED", "SUCCEEDED", "FAILED", "PENDING"}),
+    "RUNNING": frozenset({"SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED"}),
+    "CANCELLING": frozenset({"CANCELLED", "SUCCEEDED", "FAILED"}),
     "SUCCEEDED": frozenset(),
     "FAILED": frozenset(),
     "CANCELLED": frozenset(),
@@ -482,7 +483,7 @@ class EarthEngineState:
             if op.state == "PENDING":
                 op.cancel_requested = True
                 self._finish(op, "CANCELLED", {"code": _CODES["CANCELLED"], "message": "Cancelled."})
-            else:
+            elif op.state != "CANCELLING":  # a second cancel while cancelling changes nothing
                 op.cancel_requested = True
                 move(op, "CANCELLING")
 
@@ -805,7 +806,7 @@ class EarthEngineState:
                         "project": op.project,
                         "kind": op.kind,
                         "body": op.body,
-                        "metadata": op.metadata,
+                        "metadata": dict(op.metadata),  # as it is now: a task may end while it is saved
                         "done": op.done,
                         "error": op.error,
                         "seq": op.seq,
@@ -837,9 +838,8 @@ class EarthEngineState:
                     seq=d["seq"],
                     caller=d.get("caller"),
                 )
-                if not op.done:  # interrupted by the restart: queue again, as EE retries tasks
-                    if op.state != "PENDING":
-                        move(op, "PENDING", progress=0.0)
+                if not op.done:  # interrupted by the restart: a new attempt, queued, as EE retries tasks
+                    op.metadata.update(state="PENDING", progress=0.0)
                     op.metadata["attempt"] = int(op.metadata.get("attempt", 1)) + 1
                 self.operations[op.id] = op
             # a snapshot from before request ids were per caller: the caller is its operation's

@@ -12,6 +12,7 @@ from airflow_provider_gee.exceptions import EarthEngineError, GeeConfigurationEr
 from airflow_provider_gee.links.earth_engine import EarthEngineTaskLink, task_url
 from airflow_provider_gee.operators.export.submission import ExportSubmission
 from airflow_provider_gee.utils.operations import ACTIVE_STATES, TERMINAL_STATES, export_extensions, summarize
+from airflow_provider_gee.utils.task_state import TaskState
 
 
 class ExportResume(ExportSubmission):
@@ -60,15 +61,22 @@ class ExportResume(ExportSubmission):
     def _result_ended_in_trigger(self, context: Context) -> dict[str, Any]:
         """The result of an export whose trigger ended the task (``end_from_trigger``), rebuilt
         from its EE task: ``dag.test()`` resumes such a task with nothing but its state."""
-        name = self._stored_name(context)
-        if name is None:  # no task state store (before 3.3): the task instance's newest EE task
+        stored = TaskState(context).get(self.external_id_key) or {}
+        name = stored.get("operation")
+        self._inputs = stored.get("inputs", self._inputs)
+        # no task state store (before 3.3): the task instance's newest EE task, when its description
+        # is its own (one shared by every tile would find another tile's)
+        own_description = self.description is None or self.tile is None or "{tile_id}" in self.description
+        if not name and own_description:
             own = self._own_operations(context)
             name = own[0]["name"] if own else None
-        if name is None:
+        op = summarize(self.hook.get_operation(name)) if name else None
+        if op is None or op["state"] != "SUCCEEDED":
             raise EarthEngineError(
-                "The export ended in the triggerer, but its EE task is not known here: clear the task to export again."
+                "The export ended in the triggerer, but its succeeded EE task is not known here "
+                f"({op['name'] + ' is ' + op['state'] if op else 'none found'}): clear the task to export again."
             )
-        return self._result(context, summarize(self.hook.get_operation(name)))
+        return self._result(context, op)
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         if not self._is_own(external_id, "EE task"):
